@@ -1,0 +1,5 @@
+"""Placeholder."""
+
+from flask import Blueprint
+
+bp = Blueprint("definitions_ui", __name__)

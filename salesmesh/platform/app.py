@@ -1,0 +1,56 @@
+"""The app factory: `create_app(settings)` builds the Flask app around one Runtime.
+
+Only this module (and the CLI root) sees every package: it wires request plumbing, authentication,
+CSRF and the blueprints of each area. Nothing here reads the environment; `wsgi.py` does that.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+from salesmesh.platform import web
+from salesmesh.platform.clock import Clock
+from salesmesh.platform.runtime import Runtime
+from salesmesh.platform.settings import Settings
+
+_HERE = Path(__file__).parent
+csrf = CSRFProtect()
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runtime | None = None) -> Flask:
+    """Build the web app for `settings` (and an optional clock or prebuilt runtime, for tests)."""
+    rt = runtime or Runtime(settings, clock=clock)
+    app = Flask(
+        "salesmesh",
+        instance_path=str(settings.instance_path),
+        template_folder=str(_HERE / "templates"),
+        static_folder=str(_HERE / "static"),
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="salesmesh",
+        WTF_CSRF_TIME_LIMIT=None,
+        WTF_CSRF_SSL_STRICT=False,
+        TESTING=settings.testing,
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["salesmesh"] = rt
+    web.init_app(app)
+    csrf.init_app(app)
+
+    from salesmesh.platform import auth, auth_views, home_views
+    from salesmesh.metamodel import api as definitions_api
+    from salesmesh.metamodel import views as definitions_views
+
+    auth.init_app(app, csrf)
+    app.register_blueprint(home_views.bp)
+    app.register_blueprint(auth_views.bp)
+    app.register_blueprint(definitions_api.bp)
+    app.register_blueprint(definitions_views.bp)
+    return app

@@ -1,0 +1,5 @@
+"""Placeholder."""
+
+
+def init_app(app, csrf):
+    pass

@@ -1,0 +1,125 @@
+"""Settings: one validated, immutable object built from a mapping or the SALESMESH_* environment.
+
+Nothing here reads the environment at import time; `Settings.from_env()` is called by the CLI and the
+WSGI entry point, tests build `Settings(...)` directly. Invalid values raise `SettingsError` naming the
+variable, so a misconfigured process stops at start-up with one clear line.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+ENV_PREFIX = "SALESMESH_"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = ""
+    redis_url: str | None = None
+    secret_key: str = ""
+    instance_path: Path = field(default_factory=lambda: Path("instance").resolve())
+    demo_mode: bool = False
+    testing: bool = False
+    max_request_bytes: int = 2 * 1024 * 1024
+    max_json_depth: int = 32
+    session_idle_minutes: int = 60 * 12
+    login_max_failures: int = 5
+    login_window_minutes: int = 15
+    job_queue: str = "salesmesh"
+    sweeper_interval_seconds: float = 2.0
+    sweeper_batch_size: int = 200
+    timer_lease_seconds: int = 120
+    default_locale: str = "en"
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "instance_path", Path(self.instance_path).resolve())
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.instance_path / 'salesmesh.db'}")
+        if not self.database_url.startswith(("sqlite", "postgresql")):
+            raise SettingsError(
+                f"{ENV_PREFIX}DATABASE_URL: unsupported database {self.database_url.split(':')[0]!r} "
+                "(use sqlite:///path or postgresql+psycopg://...)"
+            )
+        if self.database_url.startswith("postgresql://"):
+            object.__setattr__(
+                self, "database_url", "postgresql+psycopg://" + self.database_url[len("postgresql://") :]
+            )
+        if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(f"{ENV_PREFIX}REDIS_URL: must start with redis://, rediss:// or unix://")
+        if not self.secret_key:
+            if self.demo_mode or self.testing:
+                object.__setattr__(self, "secret_key", secrets.token_hex(32))
+            else:
+                raise SettingsError(
+                    f"{ENV_PREFIX}SECRET_KEY: required outside demo mode (e.g. `python -c "
+                    "'import secrets; print(secrets.token_hex(32))'`)"
+                )
+        if len(self.secret_key) < 16:
+            raise SettingsError(f"{ENV_PREFIX}SECRET_KEY: must be at least 16 characters")
+        if self.default_locale not in ("en", "zh"):
+            raise SettingsError(f"{ENV_PREFIX}DEFAULT_LOCALE: must be 'en' or 'zh'")
+        for name in ("max_request_bytes", "max_json_depth", "sweeper_batch_size", "timer_lease_seconds"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()}: must be a positive number")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def with_(self, **changes: object) -> Settings:
+        """Return a copy with some values changed."""
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Build settings from SALESMESH_* variables (the process environment by default)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        plain = {
+            "DATABASE_URL": "database_url",
+            "REDIS_URL": "redis_url",
+            "SECRET_KEY": "secret_key",
+            "INSTANCE_PATH": "instance_path",
+            "DEFAULT_LOCALE": "default_locale",
+            "JOB_QUEUE": "job_queue",
+        }
+        for var, attr in plain.items():
+            raw = env.get(ENV_PREFIX + var)
+            if raw:
+                values[attr] = raw
+        integers = {
+            "MAX_REQUEST_BYTES": "max_request_bytes",
+            "MAX_JSON_DEPTH": "max_json_depth",
+            "SESSION_IDLE_MINUTES": "session_idle_minutes",
+            "SWEEPER_BATCH_SIZE": "sweeper_batch_size",
+            "TIMER_LEASE_SECONDS": "timer_lease_seconds",
+        }
+        for var, attr in integers.items():
+            raw = env.get(ENV_PREFIX + var)
+            if raw:
+                try:
+                    values[attr] = int(raw)
+                except ValueError:
+                    raise SettingsError(f"{ENV_PREFIX}{var}: expected an integer, got {raw!r}") from None
+        raw = env.get(ENV_PREFIX + "SWEEPER_INTERVAL_SECONDS")
+        if raw:
+            try:
+                values["sweeper_interval_seconds"] = float(raw)
+            except ValueError:
+                raise SettingsError(f"{ENV_PREFIX}SWEEPER_INTERVAL_SECONDS: expected a number, got {raw!r}") from None
+        demo = env.get(ENV_PREFIX + "DEMO", "")
+        if demo:
+            if demo.lower() not in ("0", "1", "true", "false", "yes", "no"):
+                raise SettingsError(f"{ENV_PREFIX}DEMO: expected 1/0/true/false, got {demo!r}")
+            values["demo_mode"] = demo.lower() in ("1", "true", "yes")
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
