@@ -1,5 +1,46 @@
-"""Placeholder."""
+"""The start page: a short overview scoped to the signed-in person (their leads, their team, or the
+whole organisation for ops/admin). Richer screens ("My day", the team board) arrive with later work.
+"""
 
-from flask import Blueprint
+from __future__ import annotations
 
-bp = Blueprint("home_views", __name__)
+from flask import Blueprint, g, redirect, render_template, url_for
+from sqlalchemy import func, select
+
+from salesmesh.metamodel.models import Definition, DefinitionVersion, PackInstall
+from salesmesh.platform import policy
+from salesmesh.platform.models import Team, User
+from salesmesh.platform.web import db
+from salesmesh.workflows.models import Lead
+
+bp = Blueprint("home", __name__, template_folder="templates")
+
+
+@bp.get("/")
+def index():  # type: ignore[no-untyped-def]
+    """Show the overview, or send anonymous visitors to the login page."""
+    if getattr(g, "user", None) is None:
+        return redirect(url_for("auth.login"))
+    session = db()
+    actor = g.user
+    lead_stmt = policy.scope(select(Lead.status, func.count()).group_by(Lead.status), actor, Lead)
+    by_status = dict(session.execute(lead_stmt).all())
+    recent = session.scalars(
+        policy.scope(select(Lead).order_by(Lead.received_at.desc()).limit(10), actor, Lead)
+    ).all()
+    overview: dict[str, int] = {}
+    packs: list[PackInstall] = []
+    if actor.role in ("admin", "ops"):
+        overview = {
+            "users": session.scalar(select(func.count()).select_from(User).where(User.active.is_(True))) or 0,
+            "teams": session.scalar(select(func.count()).select_from(Team)) or 0,
+            "definitions": session.scalar(select(func.count()).select_from(Definition)) or 0,
+            "published": session.scalar(
+                select(func.count()).select_from(DefinitionVersion).where(DefinitionVersion.status == "published")
+            ) or 0,
+        }
+        packs = list(session.scalars(select(PackInstall).order_by(PackInstall.installed_at.desc()).limit(5)))
+    return render_template(
+        "home/index.html", by_status=by_status, total=sum(by_status.values()), recent=recent,
+        overview=overview, packs=packs,
+    )
