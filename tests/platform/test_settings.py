@@ -1,0 +1,65 @@
+"""Settings come only from what is passed in, and bad values fail with the variable's name."""
+
+from pathlib import Path
+
+import pytest
+
+from salesmesh.platform.settings import Settings, SettingsError
+
+
+def test_from_env_reads_only_given_mapping(tmp_path: Path) -> None:
+    s = Settings.from_env(
+        {
+            "SALESMESH_DATABASE_URL": "postgresql://u@h/db",
+            "SALESMESH_REDIS_URL": "redis://127.0.0.1:6379/0",
+            "SALESMESH_SECRET_KEY": "x" * 32,
+            "SALESMESH_INSTANCE_PATH": str(tmp_path),
+            "SALESMESH_SWEEPER_BATCH_SIZE": "50",
+        }
+    )
+    assert s.database_url == "postgresql+psycopg://u@h/db"
+    assert s.redis_url == "redis://127.0.0.1:6379/0"
+    assert s.sweeper_batch_size == 50
+    assert s.instance_path == tmp_path.resolve()
+
+
+def test_sqlite_default_lives_in_instance_folder(tmp_path: Path) -> None:
+    s = Settings.from_env({"SALESMESH_DEMO": "1", "SALESMESH_INSTANCE_PATH": str(tmp_path)})
+    assert s.database_url == f"sqlite:///{tmp_path.resolve() / 'salesmesh.db'}"
+    assert s.demo_mode and len(s.secret_key) >= 32
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({}, "SALESMESH_SECRET_KEY"),
+        ({"SALESMESH_SECRET_KEY": "short"}, "SALESMESH_SECRET_KEY"),
+        ({"SALESMESH_SECRET_KEY": "k" * 20, "SALESMESH_DATABASE_URL": "mysql://x"}, "SALESMESH_DATABASE_URL"),
+        ({"SALESMESH_SECRET_KEY": "k" * 20, "SALESMESH_REDIS_URL": "http://x"}, "SALESMESH_REDIS_URL"),
+        ({"SALESMESH_SECRET_KEY": "k" * 20, "SALESMESH_SWEEPER_BATCH_SIZE": "lots"}, "SALESMESH_SWEEPER_BATCH_SIZE"),
+        ({"SALESMESH_SECRET_KEY": "k" * 20, "SALESMESH_DEMO": "maybe"}, "SALESMESH_DEMO"),
+        ({"SALESMESH_SECRET_KEY": "k" * 20, "SALESMESH_DEFAULT_LOCALE": "fr"}, "SALESMESH_DEFAULT_LOCALE"),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(SettingsError, match=needle):
+        Settings.from_env(env)
+
+
+def test_importing_the_app_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import os
+
+    seen: list[str] = []
+    real_get = os.environ.get
+
+    def spy(key: str, default: object = None) -> object:
+        if key.startswith("SALESMESH_"):
+            seen.append(key)
+        return real_get(key, default)
+
+    monkeypatch.setattr(os.environ, "get", spy)
+    import salesmesh.platform.app as app_module
+
+    importlib.reload(app_module)
+    assert seen == []
