@@ -1,6 +1,6 @@
 """English and Simplified Chinese for every UI string.
 
-Messages are written in English in code and templates as `_("...")` (gettext style); the Chinese
+Messages are written in English in code and templates, wrapped in `_()` (gettext style); the Chinese
 catalogue is the union of `translations/*.zh.json` (one file per area, so areas do not collide), each
 mapping an English message id to its translation. A test extracts every
 `_()` call from Python and templates and fails when a message has no Chinese entry. Metadata labels are
