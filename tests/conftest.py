@@ -24,7 +24,9 @@ from salesmesh.platform.db import Base
 from salesmesh.platform.runtime import Runtime
 from salesmesh.platform.settings import Settings
 
-PG_ADMIN_URL = os.environ.get("SALESMESH_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get(
+    "SALESMESH_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 REDIS_TEST_URL = os.environ.get("SALESMESH_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 REQUIRE_SERVICES = os.environ.get("SALESMESH_REQUIRE_SERVICES") == "1"
 TEST_PASSWORD = "correct horse battery staple"
@@ -119,7 +121,9 @@ def pg_url(_pg_database: str) -> Iterator[str]:
 
 @pytest.fixture
 def pg_runtime(pg_url: str, tmp_path: Path, clock: FrozenClock) -> Iterator[Runtime]:
-    rt = Runtime(Settings(database_url=pg_url, instance_path=tmp_path / "instance", testing=True), clock=clock)
+    rt = Runtime(
+        Settings(database_url=pg_url, instance_path=tmp_path / "instance", testing=True), clock=clock
+    )
     Base.metadata.create_all(rt.db.engine)
     yield rt
     rt.close()
@@ -152,8 +156,11 @@ def make_team(session: Session, clock: FrozenClock) -> Callable[..., Any]:
 
     def factory(**overrides: Any) -> Team:
         n = next(counter)
-        values: dict[str, Any] = {"key": f"team-{n}", "name": {"en": f"Team {n}", "zh": f"团队{n}"},
-                                  "created_at": clock.now()}
+        values: dict[str, Any] = {
+            "key": f"team-{n}",
+            "name": {"en": f"Team {n}", "zh": f"团队{n}"},
+            "created_at": clock.now(),
+        }
         values.update(overrides)
         team = Team(**values)
         session.add(team)
@@ -173,9 +180,15 @@ def make_user(session: Session, clock: FrozenClock) -> Callable[..., Any]:
 
     def factory(**overrides: Any) -> User:
         n = next(counter)
-        values: dict[str, Any] = {"email": f"user{n}@example.test", "name": f"User {n}", "role": "rep",
-                                  "password_hash": hashed, "active": True, "attributes": {},
-                                  "created_at": clock.now()}
+        values: dict[str, Any] = {
+            "email": f"user{n}@example.test",
+            "name": f"User {n}",
+            "role": "rep",
+            "password_hash": hashed,
+            "active": True,
+            "attributes": {},
+            "created_at": clock.now(),
+        }
         values.update(overrides)
         user = User(**values)
         session.add(user)
@@ -193,8 +206,14 @@ def make_lead(session: Session, clock: FrozenClock) -> Callable[..., Any]:
 
     def factory(**overrides: Any) -> Lead:
         n = next(counter)
-        values: dict[str, Any] = {"name": f"Lead {n}", "source_channel": "web_form", "status": "new",
-                                  "received_at": clock.now(), "created_at": clock.now(), "data": {}}
+        values: dict[str, Any] = {
+            "name": f"Lead {n}",
+            "source_channel": "web_form",
+            "status": "new",
+            "received_at": clock.now(),
+            "created_at": clock.now(),
+            "data": {},
+        }
         values.update(overrides)
         lead = Lead(**values)
         session.add(lead)

@@ -44,9 +44,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     web.init_app(app)
     csrf.init_app(app)
 
-    from salesmesh.platform import auth, auth_views, home_views
     from salesmesh.metamodel import api as definitions_api
     from salesmesh.metamodel import views as definitions_views
+    from salesmesh.platform import auth, auth_views, home_views
 
     auth.init_app(app, csrf)
     app.register_blueprint(home_views.bp)

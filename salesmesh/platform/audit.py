@@ -38,11 +38,22 @@ class AuditEvent(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
-def _digest(prev_hash: str, seq: int, at: datetime, actor_id: int | None, action: str,
-            object_type: str | None, object_id: int | None, payload: dict[str, Any]) -> str:
+def _digest(
+    prev_hash: str,
+    seq: int,
+    at: datetime,
+    actor_id: int | None,
+    action: str,
+    object_type: str | None,
+    object_id: int | None,
+    payload: dict[str, Any],
+) -> str:
     body = json.dumps(
         [seq, at.isoformat(), actor_id, action, object_type, object_id, payload],
-        sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
     )
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
 
@@ -60,12 +71,20 @@ def record_event(
     """Append one event to the chain in the caller's transaction."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
-    last = session.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
+    last = session.execute(
+        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+    ).first()
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
     body = json.loads(json.dumps(payload or {}, default=str))
     event = AuditEvent(
-        seq=seq, at=at, actor_id=actor_id, action=action, object_type=object_type, object_id=object_id,
-        payload=body, prev_hash=prev,
+        seq=seq,
+        at=at,
+        actor_id=actor_id,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        payload=body,
+        prev_hash=prev,
         hash=_digest(prev, seq, at, actor_id, action, object_type, object_id, body),
     )
     session.add(event)
@@ -85,7 +104,9 @@ def verify_chain(session: Session, *, batch: int = 1000) -> int | None:
         if not rows:
             return None
         for ev in rows:
-            digest = _digest(prev, ev.seq, ev.at, ev.actor_id, ev.action, ev.object_type, ev.object_id, ev.payload)
+            digest = _digest(
+                prev, ev.seq, ev.at, ev.actor_id, ev.action, ev.object_type, ev.object_id, ev.payload
+            )
             if ev.seq != expected_seq or ev.prev_hash != prev or ev.hash != digest:
                 return ev.seq
             prev = ev.hash

@@ -70,8 +70,17 @@ def _register() -> None:
     from salesmesh.platform.jobs_cli import scheduler_command, worker_command
     from salesmesh.platform.server_cli import db_group, run_command
 
-    for command in (db_group, run_command, user_group, team_group, pack_group, definition_group,
-                    worker_command, scheduler_command, demo_group):
+    for command in (
+        db_group,
+        run_command,
+        user_group,
+        team_group,
+        pack_group,
+        definition_group,
+        worker_command,
+        scheduler_command,
+        demo_group,
+    ):
         cli.add_command(command)
 
 

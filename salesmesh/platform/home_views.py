@@ -36,11 +36,18 @@ def index():  # type: ignore[no-untyped-def]
             "teams": session.scalar(select(func.count()).select_from(Team)) or 0,
             "definitions": session.scalar(select(func.count()).select_from(Definition)) or 0,
             "published": session.scalar(
-                select(func.count()).select_from(DefinitionVersion).where(DefinitionVersion.status == "published")
-            ) or 0,
+                select(func.count())
+                .select_from(DefinitionVersion)
+                .where(DefinitionVersion.status == "published")
+            )
+            or 0,
         }
         packs = list(session.scalars(select(PackInstall).order_by(PackInstall.installed_at.desc()).limit(5)))
     return render_template(
-        "home/index.html", by_status=by_status, total=sum(by_status.values()), recent=recent,
-        overview=overview, packs=packs,
+        "home/index.html",
+        by_status=by_status,
+        total=sum(by_status.values()),
+        recent=recent,
+        overview=overview,
+        packs=packs,
     )

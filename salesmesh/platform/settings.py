@@ -115,7 +115,9 @@ class Settings:
             try:
                 values["sweeper_interval_seconds"] = float(raw)
             except ValueError:
-                raise SettingsError(f"{ENV_PREFIX}SWEEPER_INTERVAL_SECONDS: expected a number, got {raw!r}") from None
+                raise SettingsError(
+                    f"{ENV_PREFIX}SWEEPER_INTERVAL_SECONDS: expected a number, got {raw!r}"
+                ) from None
         demo = env.get(ENV_PREFIX + "DEMO", "")
         if demo:
             if demo.lower() not in ("0", "1", "true", "false", "yes", "no"):

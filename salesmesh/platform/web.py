@@ -23,7 +23,9 @@ from salesmesh.platform.runtime import Runtime
 class ApiError(Exception):
     """An error with an HTTP status and, for validation, a list of {path, message}."""
 
-    def __init__(self, status: int, code: str, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, errors: list[dict[str, Any]] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -82,13 +84,23 @@ def parse_json(*, expect: type = dict) -> Any:
     try:
         body = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}", [{"path": "", "message": str(exc)}]) from None
+        raise ApiError(
+            400, "invalid_json", f"body is not valid JSON: {exc}", [{"path": "", "message": str(exc)}]
+        ) from None
     if not _depth(body, runtime().settings.max_json_depth):
-        raise ApiError(400, "too_deep", "JSON nesting is too deep",
-                       [{"path": "", "message": f"nesting deeper than {runtime().settings.max_json_depth}"}])
+        raise ApiError(
+            400,
+            "too_deep",
+            "JSON nesting is too deep",
+            [{"path": "", "message": f"nesting deeper than {runtime().settings.max_json_depth}"}],
+        )
     if not isinstance(body, expect):
-        raise ApiError(400, "invalid_body", f"body must be a JSON {expect.__name__}",
-                       [{"path": "", "message": f"expected {'object' if expect is dict else expect.__name__}"}])
+        raise ApiError(
+            400,
+            "invalid_body",
+            f"body must be a JSON {expect.__name__}",
+            [{"path": "", "message": f"expected {'object' if expect is dict else expect.__name__}"}],
+        )
     return body
 
 
@@ -121,7 +133,9 @@ def init_app(app: Flask) -> None:
     def _api_error(exc: ApiError):  # type: ignore[no-untyped-def]
         if wants_json():
             return jsonify(exc.to_json()), exc.status
-        return render_template("error.html", status=exc.status, message=exc.message, errors=exc.errors), exc.status
+        return render_template(
+            "error.html", status=exc.status, message=exc.message, errors=exc.errors
+        ), exc.status
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]

@@ -10,8 +10,17 @@ from salesmesh.platform.clock import FrozenClock
 def _append(session: Session, clock: FrozenClock, n: int) -> list[AuditEvent]:
     events = []
     for i in range(n):
-        events.append(record_event(session, at=clock.now(), actor_id=1, action="test.event",
-                                   object_type="lead", object_id=i, payload={"i": i, "名字": "张三"}))
+        events.append(
+            record_event(
+                session,
+                at=clock.now(),
+                actor_id=1,
+                action="test.event",
+                object_type="lead",
+                object_id=i,
+                payload={"i": i, "名字": "张三"},
+            )
+        )
         clock.advance(minutes=1)
     return events
 

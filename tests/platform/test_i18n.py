@@ -52,8 +52,13 @@ def test_gettext_and_labels() -> None:
 
 @pytest.mark.parametrize(
     ("header", "expected"),
-    [("zh-CN,zh;q=0.9,en;q=0.8", "zh"), ("en-US,en;q=0.9", "en"), ("fr-FR", "en"), ("en;q=0.5, zh-TW;q=0.8", "zh"),
-     (None, "en")],
+    [
+        ("zh-CN,zh;q=0.9,en;q=0.8", "zh"),
+        ("en-US,en;q=0.9", "en"),
+        ("fr-FR", "en"),
+        ("en;q=0.5, zh-TW;q=0.8", "zh"),
+        (None, "en"),
+    ],
 )
 def test_negotiate(header: str | None, expected: str) -> None:
     assert negotiate(header) == expected

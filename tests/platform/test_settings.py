@@ -36,7 +36,10 @@ def test_sqlite_default_lives_in_instance_folder(tmp_path: Path) -> None:
         ({"SALESMESH_SECRET_KEY": "short"}, "SALESMESH_SECRET_KEY"),
         ({"SALESMESH_SECRET_KEY": "k" * 20, "SALESMESH_DATABASE_URL": "mysql://x"}, "SALESMESH_DATABASE_URL"),
         ({"SALESMESH_SECRET_KEY": "k" * 20, "SALESMESH_REDIS_URL": "http://x"}, "SALESMESH_REDIS_URL"),
-        ({"SALESMESH_SECRET_KEY": "k" * 20, "SALESMESH_SWEEPER_BATCH_SIZE": "lots"}, "SALESMESH_SWEEPER_BATCH_SIZE"),
+        (
+            {"SALESMESH_SECRET_KEY": "k" * 20, "SALESMESH_SWEEPER_BATCH_SIZE": "lots"},
+            "SALESMESH_SWEEPER_BATCH_SIZE",
+        ),
         ({"SALESMESH_SECRET_KEY": "k" * 20, "SALESMESH_DEMO": "maybe"}, "SALESMESH_DEMO"),
         ({"SALESMESH_SECRET_KEY": "k" * 20, "SALESMESH_DEFAULT_LOCALE": "fr"}, "SALESMESH_DEFAULT_LOCALE"),
     ],

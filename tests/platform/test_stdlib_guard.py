@@ -16,7 +16,9 @@ def test_stdlib_platform_wins_from_repo_root() -> None:
         "import salesmesh.platform.app;"
         "print('ok', platform.python_version())"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok ")
 

@@ -1,0 +1,11 @@
+"""The list of benchmark modules; importing each registers its benchmarks with the runner."""
+
+import importlib
+
+MODULES = ("benchmarks.pack_import",)
+
+
+def load() -> None:
+    """Import every benchmark module once."""
+    for name in MODULES:
+        importlib.import_module(name)
