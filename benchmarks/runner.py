@@ -132,9 +132,8 @@ def check(path: Path) -> list[str]:
 
 def format_table(records: list[dict[str, Any]]) -> str:
     """Render records as a plain-text table."""
-    lines = [
-        f"{'benchmark':<22} {'size':<4} {'subject/s':>12} {'baseline/s':>12} {'ratio':>7} {'target':>7}  result"
-    ]
+    head = f"{'benchmark':<22} {'size':<4} {'subject/s':>12} {'baseline/s':>12} {'ratio':>7} {'target':>7}"
+    lines = [head + "  result"]
     for r in records:
         lines.append(
             f"{r['name']:<22} {r['size']:<4} {r['value']:>12} {r['baseline']:>12} {r['ratio']:>7.3f} "
