@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
-DEMO_DB := instance/demo.db
-DEMO_ENV := SALESMESH_DEMO=1 SALESMESH_INSTANCE_PATH=$(CURDIR)/instance SALESMESH_DATABASE_URL=sqlite:///$(CURDIR)/$(DEMO_DB)
+DEMO_INSTANCE ?= $(CURDIR)/instance
+DEMO_PORT ?= 5000
+DEMO_DB := $(DEMO_INSTANCE)/demo.db
+DEMO_ENV := SALESMESH_DEMO=1 SALESMESH_INSTANCE_PATH=$(DEMO_INSTANCE) SALESMESH_DATABASE_URL=sqlite:///$(DEMO_DB)
 PYTEST_ARGS ?=
 
 .PHONY: demo test bench lint fmt install clean-demo
@@ -18,10 +20,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	@mkdir -p instance
+	@mkdir -p $(DEMO_INSTANCE)
 	$(DEMO_ENV) $(BIN)/salesmesh db upgrade
 	$(DEMO_ENV) $(BIN)/salesmesh demo seed
-	$(DEMO_ENV) $(BIN)/salesmesh run --host 127.0.0.1 --port 5000
+	$(DEMO_ENV) $(BIN)/salesmesh run --host 127.0.0.1 --port $(DEMO_PORT)
 
 clean-demo:
 	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
