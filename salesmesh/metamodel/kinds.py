@@ -1,0 +1,147 @@
+"""The registry of definition kinds: each `Kind` couples a name and current `schema_version` with its JSON
+Schema (Draft 2020-12, compiled once into a validator when the kind is built), its semantic checks (the
+cross-references a schema cannot express), its upgrade functions from older schema versions and an
+optional reference finder (which other definitions a document names). The built-in kinds are registered
+from `schemas/<name>.json` when this module is imported; plugins add theirs with `register_kind`, and a
+duplicate name fails at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from salesmesh.metamodel import semantics
+from salesmesh.metamodel.validation_errors import ValidationError
+
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+SCHEMA_BASE = "https://schemas.salesmesh.dev/v1/"
+
+SemanticCheck = Callable[[dict[str, Any]], list[ValidationError]]
+Upgrader = Callable[[dict[str, Any]], dict[str, Any]]
+# A reference finder returns (JSON pointer, kind, key) for every other definition a document names.
+ReferenceFinder = Callable[[dict[str, Any]], list[tuple[str, str, str]]]
+
+
+def load_schema(filename: str) -> dict[str, Any]:
+    """Read one JSON Schema file shipped in `schemas/`."""
+    with (SCHEMA_DIR / filename).open(encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _shared_registry() -> Registry:
+    common = load_schema("common.json")
+    return Registry().with_resource(
+        common["$id"], Resource.from_contents(common, default_specification=DRAFT202012)
+    )
+
+
+SCHEMA_REGISTRY: Registry = _shared_registry()
+FORMAT_CHECKER = FormatChecker(formats=("date", "email"))
+
+
+def compile_schema(schema: dict[str, Any]) -> Draft202012Validator:
+    """Check a schema against the Draft 2020-12 meta-schema and compile it into a reusable validator."""
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, registry=SCHEMA_REGISTRY, format_checker=FORMAT_CHECKER)
+
+
+class UnknownKind(KeyError):
+    """No kind of that name is registered."""
+
+
+class DuplicateKind(ValueError):
+    """A kind of that name is already registered."""
+
+
+@dataclass(frozen=True, eq=False)
+class Kind:
+    """One definition kind; `validator` is compiled from `schema` when the Kind is built, never per call."""
+
+    name: str
+    schema_version: int
+    label: dict[str, str]
+    schema: dict[str, Any]
+    semantic_checks: tuple[SemanticCheck, ...] = ()
+    upgraders: Mapping[int, Upgrader] = field(default_factory=dict)
+    references: ReferenceFinder | None = None
+    validator: Draft202012Validator = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.schema_version < 1:
+            raise ValueError(f"kind {self.name!r}: schema_version must be >= 1")
+        bad = [v for v in self.upgraders if not 1 <= v < self.schema_version]
+        if bad:
+            raise ValueError(
+                f"kind {self.name!r}: upgraders for versions {bad} outside 1..{self.schema_version - 1}"
+            )
+        if not (self.label.get("en") and self.label.get("zh")):
+            raise ValueError(f"kind {self.name!r}: label needs both en and zh")
+        object.__setattr__(self, "validator", compile_schema(self.schema))
+
+
+_KINDS: dict[str, Kind] = {}
+
+
+def register_kind(kind: Kind) -> None:
+    """Add a kind to the registry; a second kind with the same name raises DuplicateKind."""
+    if kind.name in _KINDS:
+        raise DuplicateKind(f"definition kind {kind.name!r} is already registered")
+    _KINDS[kind.name] = kind
+
+
+def unregister_kind(name: str) -> None:
+    """Remove a kind (tests and plugin unloading only)."""
+    _KINDS.pop(name, None)
+
+
+def get_kind(name: str) -> Kind:
+    """Return the registered kind called `name`, or raise UnknownKind."""
+    try:
+        return _KINDS[name]
+    except (KeyError, TypeError):
+        raise UnknownKind(name) from None
+
+
+def all_kinds() -> list[Kind]:
+    """Return every registered kind, sorted by name."""
+    return [_KINDS[name] for name in sorted(_KINDS)]
+
+
+BUILTIN_KINDS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("form", {"en": "Form", "zh": "表单"}),
+    ("pipeline", {"en": "Pipeline", "zh": "销售流程"}),
+    ("routing", {"en": "Routing rules", "zh": "线索分配规则"}),
+    ("action_pack", {"en": "Action pack", "zh": "标准动作包"}),
+    ("pool", {"en": "Lead pool", "zh": "线索公海"}),
+    ("rep_attributes", {"en": "Rep attributes", "zh": "销售人员属性"}),
+    ("calendar", {"en": "Working calendar", "zh": "工作日历"}),
+    ("objection_library", {"en": "Objection library", "zh": "异议应对库"}),
+    ("commission_policy", {"en": "Commission policy", "zh": "提成政策"}),
+    ("scoring", {"en": "Engagement scoring", "zh": "客户热度评分"}),
+)
+
+
+def _register_builtins() -> None:
+    for name, label in BUILTIN_KINDS:
+        register_kind(
+            Kind(
+                name=name,
+                schema_version=1,
+                label=label,
+                schema=load_schema(f"{name}.json"),
+                semantic_checks=semantics.CHECKS.get(name, ()) + (semantics.check_conditions,),
+                upgraders={},
+                references=semantics.REFERENCES.get(name),
+            )
+        )
+
+
+_register_builtins()
