@@ -47,10 +47,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     from salesmesh.metamodel import api as definitions_api
     from salesmesh.metamodel import views as definitions_views
     from salesmesh.platform import auth, auth_views, home_views
+    from salesmesh.workflows import lead_api
 
     auth.init_app(app, csrf)
     app.register_blueprint(home_views.bp)
     app.register_blueprint(auth_views.bp)
     app.register_blueprint(definitions_api.bp)
     app.register_blueprint(definitions_views.bp)
+    app.register_blueprint(lead_api.bp)
     return app
