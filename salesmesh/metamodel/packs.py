@@ -491,7 +491,7 @@ class ImportPlan:
 def installed_versions(session: Session) -> dict[str, str]:
     """Return {pack key: version} of the latest install of every pack."""
     rows = session.execute(select(PackInstall.pack_key, PackInstall.version).order_by(PackInstall.id))
-    return dict(rows.tuples().all())
+    return {key: version for key, version in rows}
 
 
 def published_idents(session: Session) -> set[tuple[str, str]]:
@@ -501,7 +501,7 @@ def published_idents(session: Session) -> set[tuple[str, str]]:
         .join(DefinitionVersion)
         .where(DefinitionVersion.status == "published")
     )
-    return set(rows.tuples().all())
+    return {(kind, key) for kind, key in rows}
 
 
 def _installed_checksums(session: Session, pack_key: str) -> dict[str, str]:

@@ -53,6 +53,25 @@ def objections_doc(key: str = "standard-objections", **overrides: Any) -> dict[s
     return doc
 
 
+def pool_doc(key: str = "open-pool", calendar: str = "office-hours", **overrides: Any) -> dict[str, Any]:
+    """Return a valid pool definition whose cooldown counts working time on `calendar`."""
+    doc: dict[str, Any] = {
+        "kind": "pool",
+        "key": key,
+        "schema_version": 1,
+        "label": {"en": "Open pool", "zh": "公海"},
+        "who_may_claim": {"roles": ["rep"]},
+        "cooldown": {
+            "no_followup_hours": 72,
+            "qualifying_activities": ["call", "visit"],
+            "unavailable_hours": 24,
+            "calendar": calendar,
+        },
+    }
+    doc.update(overrides)
+    return doc
+
+
 def manifest(key: str = "test-pack", files: list[str] | None = None, **overrides: Any) -> dict[str, Any]:
     """Return a valid pack manifest listing `files`."""
     doc: dict[str, Any] = {
