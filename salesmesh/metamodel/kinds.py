@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from salesmesh.metamodel import semantics
+from salesmesh.metamodel import semantics, semantics_process, semantics_records
 from salesmesh.metamodel.validation_errors import ValidationError
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
@@ -115,29 +115,31 @@ def all_kinds() -> list[Kind]:
     return [_KINDS[name] for name in sorted(_KINDS)]
 
 
-BUILTIN_KINDS: tuple[tuple[str, dict[str, str]], ...] = (
-    ("form", {"en": "Form", "zh": "表单"}),
-    ("pipeline", {"en": "Pipeline", "zh": "销售流程"}),
-    ("routing", {"en": "Routing rules", "zh": "线索分配规则"}),
-    ("action_pack", {"en": "Action pack", "zh": "标准动作包"}),
-    ("pool", {"en": "Lead pool", "zh": "线索公海"}),
-    ("rep_attributes", {"en": "Rep attributes", "zh": "销售人员属性"}),
-    ("calendar", {"en": "Working calendar", "zh": "工作日历"}),
-    ("objection_library", {"en": "Objection library", "zh": "异议应对库"}),
-    ("commission_policy", {"en": "Commission policy", "zh": "提成政策"}),
-    ("scoring", {"en": "Engagement scoring", "zh": "客户热度评分"}),
+_rec, _proc = semantics_records, semantics_process
+# name, label, semantic checks (the bounded-condition check is added to every built-in kind).
+BUILTIN_KINDS: tuple[tuple[str, dict[str, str], tuple[SemanticCheck, ...]], ...] = (
+    ("form", {"en": "Form", "zh": "表单"}, (_rec.check_form,)),
+    ("pipeline", {"en": "Pipeline", "zh": "销售流程"}, (_proc.check_pipeline,)),
+    ("routing", {"en": "Routing rules", "zh": "线索分配规则"}, (_proc.check_routing,)),
+    ("action_pack", {"en": "Action pack", "zh": "标准动作包"}, (_proc.check_action_pack,)),
+    ("pool", {"en": "Lead pool", "zh": "线索公海"}, ()),
+    ("rep_attributes", {"en": "Rep attributes", "zh": "销售人员属性"}, (_rec.check_rep_attributes,)),
+    ("calendar", {"en": "Working calendar", "zh": "工作日历"}, (_rec.check_calendar,)),
+    ("objection_library", {"en": "Objection library", "zh": "异议应对库"}, (_proc.check_objection_library,)),
+    ("commission_policy", {"en": "Commission policy", "zh": "提成政策"}, (_proc.check_commission_policy,)),
+    ("scoring", {"en": "Engagement scoring", "zh": "客户热度评分"}, (_proc.check_scoring,)),
 )
 
 
 def _register_builtins() -> None:
-    for name, label in BUILTIN_KINDS:
+    for name, label, checks in BUILTIN_KINDS:
         register_kind(
             Kind(
                 name=name,
                 schema_version=1,
                 label=label,
                 schema=load_schema(f"{name}.json"),
-                semantic_checks=semantics.CHECKS.get(name, ()) + (semantics.check_conditions,),
+                semantic_checks=(*checks, semantics.check_conditions),
                 upgraders={},
                 references=semantics.REFERENCES.get(name),
             )

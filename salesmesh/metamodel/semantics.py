@@ -1,22 +1,72 @@
-"""Semantic checks of definition documents: the rules a JSON Schema cannot express (unique keys,
-cross-references inside a document, bounded JsonLogic conditions), and the reference finders that list
-which other definitions a document names. Every check receives a document that already passed its
-kind's schema and returns bilingual `ValidationError`s with JSON pointers.
+"""Shared pieces of the semantic checks (the rules a JSON Schema cannot express): helpers that build
+bilingual errors, the bounded-JsonLogic check every kind runs, the safe-regex check, and the reference
+finders that list which other definitions a document names. Checks receive a document that already
+passed its kind's schema. Cross-document references are not checked here (a draft may name a definition
+that is published later); `validation.document_references` exposes them to pack import and publishing.
+The per-kind checks live in `semantics_records` and `semantics_process`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from salesmesh.metamodel.validation_errors import ValidationError
+from salesmesh.metamodel.validation_errors import ValidationError, join_pointer
+
+Check = Callable[[dict[str, Any]], list[ValidationError]]
+Refs = list[tuple[str, str, str]]
 
 MAX_CONDITION_DEPTH = 16
 MAX_CONDITION_NODES = 500
+# Every property with one of these names holds a JsonLogic condition, in every kind.
 CONDITION_KEYS = frozenset({"when", "visible_if", "required_if", "condition", "filter"})
 
 
-def _condition_shape(node: Any) -> tuple[int, int]:
+def err(path: str, en: str, zh: str) -> ValidationError:
+    """Build one bilingual error."""
+    return ValidationError(path, en, zh)
+
+
+def duplicates(items: list[dict[str, Any]], base: str, field: str = "key") -> list[ValidationError]:
+    """Report items whose `field` repeats an earlier item's."""
+    errors: list[ValidationError] = []
+    first: dict[Any, int] = {}
+    for i, item in enumerate(items):
+        value = item.get(field)
+        if value in first:
+            where = join_pointer(base, first[value])
+            errors.append(
+                err(
+                    join_pointer(base, i, field),
+                    f"Duplicate {field} '{value}' (already used at {where})",
+                    f"“{value}”重复（已在 {where} 使用）",
+                )
+            )
+        else:
+            first[value] = i
+    return errors
+
+
+def not_allowed(path: str, what_en: str, what_zh: str) -> ValidationError:
+    """Report a setting that does not apply here."""
+    return err(path, f"Not allowed {what_en}", f"{what_zh}不能设置此项")
+
+
+def is_number(value: Any) -> bool:
+    """Tell whether a JSON value is a number (booleans are not)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def unknown(path: str, value: Any, thing_en: str, thing_zh: str) -> ValidationError:
+    """Report a name that refers to nothing in the document."""
+    return err(path, f"Unknown {thing_en} '{value}'", f"未知的{thing_zh}“{value}”")
+
+
+# --- conditions --------------------------------------------------------------------------------------
+
+
+def _shape(node: Any) -> tuple[int, int]:
     """Return (depth, node count) of a JSON value."""
     depth, count = 0, 0
     stack = [(node, 1)]
@@ -31,39 +81,140 @@ def _condition_shape(node: Any) -> tuple[int, int]:
     return depth, count
 
 
-def check_conditions(doc: dict[str, Any]) -> list[ValidationError]:
-    """Check that every JsonLogic condition is of bounded depth and size."""
-    errors: list[ValidationError] = []
+def iter_conditions(doc: Any) -> Iterator[tuple[str, Any]]:
+    """Yield (JSON pointer, condition) for every JsonLogic condition in a document."""
     stack: list[tuple[Any, str]] = [(doc, "")]
     while stack:
         value, path = stack.pop()
         if isinstance(value, dict):
             for key, child in value.items():
-                child_path = f"{path}/{key.replace('~', '~0').replace('/', '~1')}"
+                child_path = join_pointer(path, key)
                 if key in CONDITION_KEYS and isinstance(child, dict | bool):
-                    depth, count = _condition_shape(child)
-                    if depth > MAX_CONDITION_DEPTH:
-                        errors.append(
-                            ValidationError(
-                                child_path,
-                                f"Condition is nested deeper than {MAX_CONDITION_DEPTH} levels",
-                                f"条件嵌套超过 {MAX_CONDITION_DEPTH} 层",
-                            )
-                        )
-                    elif count > MAX_CONDITION_NODES:
-                        errors.append(
-                            ValidationError(
-                                child_path,
-                                f"Condition has more than {MAX_CONDITION_NODES} parts",
-                                f"条件的组成部分超过 {MAX_CONDITION_NODES} 个",
-                            )
-                        )
+                    yield child_path, child
                 else:
                     stack.append((child, child_path))
         elif isinstance(value, list):
-            stack.extend((child, f"{path}/{i}") for i, child in enumerate(value))
+            stack.extend((child, join_pointer(path, i)) for i, child in enumerate(value))
+
+
+def check_conditions(doc: dict[str, Any]) -> list[ValidationError]:
+    """Check that every JsonLogic condition is of bounded depth and size."""
+    errors: list[ValidationError] = []
+    for path, condition in iter_conditions(doc):
+        depth, count = _shape(condition)
+        if depth > MAX_CONDITION_DEPTH:
+            errors.append(
+                err(
+                    path,
+                    f"Condition is nested deeper than {MAX_CONDITION_DEPTH} levels",
+                    f"条件嵌套超过 {MAX_CONDITION_DEPTH} 层",
+                )
+            )
+        elif count > MAX_CONDITION_NODES:
+            errors.append(
+                err(
+                    path,
+                    f"Condition has more than {MAX_CONDITION_NODES} parts",
+                    f"条件的组成部分超过 {MAX_CONDITION_NODES} 个",
+                )
+            )
     return errors
 
 
-CHECKS: dict[str, tuple[Callable[[dict[str, Any]], list[ValidationError]], ...]] = {}
-REFERENCES: dict[str, Callable[[dict[str, Any]], list[tuple[str, str, str]]]] = {}
+def condition_vars(condition: Any) -> set[str]:
+    """Return the data names a JsonLogic condition reads with `var` (first path segment only)."""
+    names: set[str] = set()
+    stack = [condition]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for op, arg in node.items():
+                if op == "var":
+                    target = arg[0] if isinstance(arg, list) and arg else arg
+                    if isinstance(target, str) and target:
+                        names.add(target.split(".", 1)[0])
+                    else:
+                        stack.append(arg)
+                else:
+                    stack.append(arg)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return names
+
+
+# --- regular expressions -----------------------------------------------------------------------------
+
+# A quantified group that itself contains a quantifier, e.g. (a+)+ or (\w*)*: catastrophic backtracking.
+_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*[+*{]")
+
+
+def regex_problem(pattern: str) -> tuple[str, str] | None:
+    """Return (English, Chinese) reasons a user-supplied regex is unusable or unsafe, or None."""
+    try:
+        re.compile(pattern)
+    except (re.error, RecursionError, OverflowError) as exc:
+        return f"Not a valid regular expression: {exc}", f"不是有效的正则表达式：{exc}"
+    if _NESTED_QUANTIFIER.search(pattern) or re.search(r"\\[1-9]", pattern):
+        return (
+            "Regular expression is unsafe (nested quantifiers or back-references)",
+            "正则表达式不安全（含嵌套量词或反向引用）",
+        )
+    return None
+
+
+# --- references to other definitions -----------------------------------------------------------------
+
+
+def _ref(out: Refs, doc: dict[str, Any], path: Iterable[Any], kind: str) -> None:
+    node: Any = doc
+    for part in path:
+        if not isinstance(node, dict | list):
+            return
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return
+    if isinstance(node, str):
+        out.append((join_pointer("", *path), kind, node))
+
+
+def pipeline_refs(doc: dict[str, Any]) -> Refs:
+    """List the deal form, calendar and stage action packs a pipeline names."""
+    out: Refs = []
+    _ref(out, doc, ["deal_form"], "form")
+    _ref(out, doc, ["calendar"], "calendar")
+    for si, stage in enumerate(doc.get("stages", [])):
+        for pi, _key in enumerate(stage.get("action_packs", [])):
+            _ref(out, doc, ["stages", si, "action_packs", pi], "action_pack")
+    return out
+
+
+def routing_refs(doc: dict[str, Any]) -> Refs:
+    """List the form, rep attributes, pools and SLA calendar a routing definition names."""
+    out: Refs = []
+    _ref(out, doc, ["form"], "form")
+    _ref(out, doc, ["rep_attributes"], "rep_attributes")
+    for ri, _rule in enumerate(doc.get("rules", [])):
+        _ref(out, doc, ["rules", ri, "pool"], "pool")
+    _ref(out, doc, ["fallback", "pool"], "pool")
+    _ref(out, doc, ["first_response_sla", "calendar"], "calendar")
+    return out
+
+
+def _single_refs(*specs: tuple[tuple[str, ...], str]) -> Callable[[dict[str, Any]], Refs]:
+    def finder(doc: dict[str, Any]) -> Refs:
+        out: Refs = []
+        for path, kind in specs:
+            _ref(out, doc, path, kind)
+        return out
+
+    return finder
+
+
+REFERENCES: dict[str, Callable[[dict[str, Any]], Refs]] = {
+    "pipeline": pipeline_refs,
+    "routing": routing_refs,
+    "action_pack": _single_refs((("calendar",), "calendar")),
+    "pool": _single_refs((("form",), "form"), (("cooldown", "calendar"), "calendar")),
+    "commission_policy": _single_refs((("pipeline",), "pipeline")),
+}

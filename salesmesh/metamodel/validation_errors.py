@@ -1,7 +1,8 @@
 """Validation problems in both languages: the `ValidationError` value, the `DocumentInvalid` exception and
 the translation of jsonschema's errors into short English and Simplified Chinese messages, one template
-per JSON Schema keyword, with the JSON pointer of the offending value (for `required` and
-`additionalProperties`: of the missing or unknown property itself).
+per JSON Schema keyword (a schema may override one with `"x-messages": {keyword: {"en", "zh"}}`), with
+the JSON pointer of the offending value (for `required` and `additionalProperties`: of the missing or
+unknown property itself).
 """
 
 from __future__ import annotations
@@ -99,6 +100,9 @@ def _additional(instance: dict, schema: dict) -> list[str]:
 def _single(path: str, error: SchemaError) -> ValidationError:
     """Translate one keyword error whose path is already the instance path."""
     kw, val, inst = error.validator, error.validator_value, error.instance
+    custom = error.schema.get("x-messages", {}).get(kw) if isinstance(error.schema, dict) else None
+    if isinstance(custom, dict):
+        return ValidationError(path, custom["en"], custom["zh"])
     en: str
     zh: str
     if kw == "type":
