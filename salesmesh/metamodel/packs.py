@@ -559,11 +559,12 @@ def plan_import(session: Session, pack: Pack) -> ImportPlan:
     already = session.scalar(
         select(PackInstall.id).where(PackInstall.pack_key == pack.key, PackInstall.checksum == digest)
     )
-    idents = [(doc["kind"], doc["key"]) for _f, doc in pack.definitions()]
+    idents = {(doc["kind"], doc["key"]) for _f, doc in pack.definitions()}
+    candidates = select(Definition).options(selectinload(Definition.versions))
     existing = {
         (d.kind, d.key): d
-        for d in session.scalars(select(Definition).options(selectinload(Definition.versions)))
-        if (d.kind, d.key) in set(idents)
+        for d in session.scalars(candidates.where(Definition.key.in_(sorted({key for _k, key in idents}))))
+        if (d.kind, d.key) in idents
     }
     provenance = _installed_checksums(session, pack.key)
     items: list[PlanItem] = []
@@ -667,6 +668,15 @@ def _audit_version(
 # --- export --------------------------------------------------------------------------------------
 
 
+_LEADING_KEYS = ("kind", "key", "schema_version", "label", "description")
+
+
+def _readable_order(document: dict[str, Any]) -> dict[str, Any]:
+    # PostgreSQL's JSONB does not keep key order; put the envelope first so exported files read well.
+    head = {k: document[k] for k in _LEADING_KEYS if k in document}
+    return {**head, **{k: v for k, v in document.items() if k not in head}}
+
+
 def _default_file(kind: str, key: str) -> str:
     return f"definitions/{kind}/{key}.json"
 
@@ -725,7 +735,7 @@ def build_export(session: Session, actor: Any, *, key: str | None = None, clock:
         if name is None or name in used or unsafe_member_name(name):
             name = _default_file(definition.kind, definition.key)
         used.add(name)
-        documents[name] = published.document
+        documents[name] = _readable_order(published.document)
     # Keep the original manifest order for files that are still there; new ones follow, sorted.
     listed = [f for f in order if f in documents] + sorted(f for f in documents if f not in order)
     manifest["definitions"] = listed

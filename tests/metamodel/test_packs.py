@@ -480,3 +480,29 @@ def test_broken_copy_of_shipped_pack_is_refused(tmp_path: Path, session, clock) 
         packs.apply_import(session, None, packs.load_pack(root), clock)
     assert {(e.file, e.path) for e in info.value.errors} >= {(target, "/label/en"), (target, "/label/zh")}
     assert counts(session) == before
+
+
+@pytest.mark.services
+def test_import_and_versions_on_postgresql(pg_runtime, clock) -> None:  # type: ignore[no-untyped-def]
+    root = SHIPPED_PACKS / "medical-device-direct"
+    with pg_runtime.db.session_scope() as s:
+        plan = packs.apply_import(s, None, packs.load_pack(root), clock)
+        assert plan.applied
+    with pg_runtime.db.session_scope() as s:
+        before = counts(s)
+        assert packs.apply_import(s, None, packs.load_pack(root), clock).already_installed
+    with pg_runtime.db.session_scope() as s:
+        assert counts(s) == before
+        key = plan.items[0].key
+        kind = plan.items[0].kind
+        published = versions.get_published(s, kind, key)
+        draft = versions.create_definition_draft(s, None, published.document, clock)
+        edited = {**published.document, "label": {"en": "Edited", "zh": "已修改"}}
+        assert versions.update_draft(s, None, draft.id, edited, 1, clock).lock_version == 2
+        with pytest.raises(versions.StaleDraft):
+            versions.update_draft(s, None, draft.id, published.document, 1, clock)
+    with pg_runtime.db.session_scope() as s:
+        exported = packs.build_export(s, None, key="medical-device-direct", clock=clock)
+        assert packs.pack_checksum(exported) == plan.checksum
+        first = next(iter(exported.documents.values()))
+        assert list(first)[:3] == ["kind", "key", "schema_version"]
