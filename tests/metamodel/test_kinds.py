@@ -9,6 +9,7 @@ import copy
 import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -797,6 +798,18 @@ def test_broken_manifest(change: dict[str, Any], path: str) -> None:
 
 def test_manifest_must_be_an_object() -> None:
     assert [e.path for e in validate_manifest(["pack"])] == [""]
+
+
+def test_ops_guide_examples_are_valid() -> None:
+    guide = Path(__file__).resolve().parents[2] / "docs" / "ops-guide.md"
+    examples = [
+        json.loads(b) for b in re.findall(r"```json\n(.*?)```", guide.read_text(encoding="utf-8"), re.S)
+    ]
+    documents = [d for d in examples if isinstance(d, dict) and "kind" in d]
+    assert {d["kind"] for d in documents} == set(MINIMAL) | {"pack"}
+    for doc in documents:
+        errors = validate_manifest(doc) if doc["kind"] == "pack" else validate_document(doc)
+        assert errors == [], (doc["kind"], [e.to_dict() for e in errors])
 
 
 def test_document_invalid_summarises_errors() -> None:
