@@ -246,7 +246,7 @@ def read_folder(root: Path, limits: PackLimits = DEFAULT_LIMITS) -> tuple[dict[s
                 raise PackRejected(
                     [
                         PackError(
-                            root.name,
+                            str(root),
                             "",
                             f"too many files (the limit is {limits.max_members})",
                             f"文件过多（上限为 {limits.max_members}）",
@@ -277,7 +277,7 @@ def read_folder(root: Path, limits: PackLimits = DEFAULT_LIMITS) -> tuple[dict[s
                 raise PackRejected(
                     [
                         PackError(
-                            root.name,
+                            str(root),
                             "",
                             f"the pack is larger than {limits.max_total_bytes} bytes",
                             f"模板包大于 {limits.max_total_bytes} 字节",

@@ -506,3 +506,23 @@ def test_import_and_versions_on_postgresql(pg_runtime, clock) -> None:  # type: 
         assert packs.pack_checksum(exported) == plan.checksum
         first = next(iter(exported.documents.values()))
         assert list(first)[:3] == ["kind", "key", "schema_version"]
+
+
+def test_folder_limits(tmp_path: Path) -> None:
+    root = simple_pack(tmp_path / "p")
+    (root / "definitions" / "huge.json").write_text(" " * 3000, encoding="utf-8")
+    with pytest.raises(PackRejected) as info:
+        packs.load_pack(root, limits=PackLimits(max_file_bytes=2000))
+    assert messages(info.value.errors) == [
+        "definitions/huge.json:/: file too large: 3000 bytes (the limit is 2000)"
+    ]
+    with pytest.raises(PackRejected, match="too many files"):
+        packs.load_pack(root, limits=PackLimits(max_members=2))
+    with pytest.raises(PackRejected, match="larger than 4000 bytes"):
+        packs.load_pack(root, limits=PackLimits(max_total_bytes=4000))
+    # Operating-system litter is ignored rather than counted as a stray file.
+    (root / "definitions" / "huge.json").unlink()
+    (root / ".git").mkdir()
+    (root / ".git" / "config.json").write_text("{}", encoding="utf-8")
+    (root / ".DS_Store").write_bytes(b"\x00\x01")
+    assert packs.validate_pack(packs.load_pack(root)) == []
