@@ -28,6 +28,7 @@ class Case:
     baseline: Callable[[], Any]
     units: int  # work items per call, for throughput figures
     cleanup: Callable[[], None] = lambda: None
+    before: Callable[[], None] = lambda: None  # untimed reset before every timed call
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -51,7 +52,8 @@ def register(bench: Benchmark) -> Benchmark:
     return bench
 
 
-def _timed(fn: Callable[[], Any]) -> float:
+def _timed(fn: Callable[[], Any], before: Callable[[], None]) -> float:
+    before()
     gc.collect()
     start = time.perf_counter()
     fn()
@@ -64,16 +66,16 @@ def measure(bench: Benchmark, size: str) -> dict[str, Any]:
         raise ValueError(f"size must be one of {', '.join(SIZES)}")
     case = bench.prepare(size)
     try:
-        case.subject()  # warm-up: imports, compiled validators, statement caches
-        case.baseline()
+        _timed(case.subject, case.before)  # warm-up: imports, compiled validators, statement caches
+        _timed(case.baseline, case.before)
         ratios, subject_times, baseline_times = [], [], []
         for i in range(bench.pairs[size]):
             if i % 2 == 0:
-                b = _timed(case.baseline)
-                s = _timed(case.subject)
+                b = _timed(case.baseline, case.before)
+                s = _timed(case.subject, case.before)
             else:
-                s = _timed(case.subject)
-                b = _timed(case.baseline)
+                s = _timed(case.subject, case.before)
+                b = _timed(case.baseline, case.before)
             ratios.append(b / s if s > 0 else float("inf"))
             subject_times.append(s)
             baseline_times.append(b)

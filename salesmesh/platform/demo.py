@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from salesmesh.platform.audit import record_event
 from salesmesh.platform.cli import CliError, pass_runtime
+from salesmesh.platform.clock import Clock
 from salesmesh.platform.models import Team, User
 from salesmesh.platform.passwords import hash_password
 from salesmesh.platform.runtime import Runtime
@@ -137,24 +138,23 @@ def _institution(rng: random.Random, region: str) -> tuple[str, str, str]:
     return f"{city}{rng.choice(['康宁', '博爱', '瑞和', '仁心'])}民营医院", "secondary", "private_hospital"
 
 
-def install_demo_packs(session: Session, now: datetime) -> list[str]:
+def install_demo_packs(session: Session, clock: Clock) -> list[str]:
     """Import the shipped demo packs (a no-op for packs already installed with the same checksum)."""
-    from salesmesh.metamodel.packs import apply_import, load_pack, validate_pack
+    from salesmesh.metamodel.packs import PackInvalid, apply_import, load_pack
 
     installed = []
     for key in DEMO_PACKS:
-        pack = load_pack(PACKS_DIR / key)
-        errors = validate_pack(session, pack)
-        if errors:
-            raise CliError(f"shipped pack {key} does not validate: {errors[0]}")
-        apply_import(session, None, pack, now)
+        try:
+            apply_import(session, None, load_pack(PACKS_DIR / key), clock)
+        except PackInvalid as exc:
+            raise CliError(f"shipped pack {key} does not validate: {exc}") from None
         installed.append(key)
     return installed
 
 
 def seed_demo(
     session: Session,
-    now: datetime,
+    clock: Clock,
     *,
     seed: int = 42,
     reps: int = 52,
@@ -162,7 +162,8 @@ def seed_demo(
     leads_per_day: int = 60,
 ) -> SeedReport:
     """Create the demo company unless it exists; return what is there."""
-    packs = install_demo_packs(session, now)
+    packs = install_demo_packs(session, clock)
+    now = clock.now()
     admin_email = f"admin@{DEMO_DOMAIN}"
     if session.scalar(select(User.id).where(User.email == admin_email)) is not None:
         return SeedReport(
@@ -330,7 +331,7 @@ def demo_seed(rt: Runtime, seed: int, reps: int, weeks: int) -> None:
             "demo seed runs only with SALESMESH_DEMO=1 (it creates accounts with a known password)"
         )
     with rt.db.session_scope() as session:
-        report = seed_demo(session, rt.clock.now(), seed=seed, reps=reps, weeks=weeks)
+        report = seed_demo(session, rt.clock, seed=seed, reps=reps, weeks=weeks)
     verb = "created" if report.created else "already there"
     click.echo(
         f"demo company {verb}: {report.users} people in {report.teams} teams, {report.leads} leads; "

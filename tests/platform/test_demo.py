@@ -1,0 +1,68 @@
+"""The demo seeder builds the medical-device company once, deterministically, and only in demo mode."""
+
+from click.testing import CliRunner
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from salesmesh.metamodel.models import PackInstall
+from salesmesh.platform.cli import CliState, cli
+from salesmesh.platform.clock import FrozenClock
+from salesmesh.platform.demo import DEMO_PASSWORD, seed_demo
+from salesmesh.platform.models import Team, User
+from salesmesh.platform.passwords import verify_password
+from salesmesh.platform.runtime import Runtime
+from salesmesh.workflows.models import Lead
+
+
+def test_seed_builds_the_company_once(session: Session, clock: FrozenClock) -> None:
+    first = seed_demo(session, clock, reps=12, weeks=1, leads_per_day=20)
+    assert first.created
+    assert session.scalar(select(func.count()).select_from(Team)) == 3
+    roles = dict(session.execute(select(User.role, func.count()).group_by(User.role)).all())
+    assert roles == {"admin": 1, "ops": 1, "lead": 3, "rep": 12}
+    assert first.leads == session.scalar(select(func.count()).select_from(Lead)) > 50
+    assert {p for p in session.scalars(select(PackInstall.pack_key))} == {
+        "medical-device-direct",
+        "saas-remote-team",
+    }
+    # every team has its lead; every owned lead belongs to its owner's team; grade-A leads go to seniors
+    for team in session.scalars(select(Team)):
+        assert team.lead is not None and team.lead.team_id == team.id
+    for lead in session.scalars(select(Lead).where(Lead.owner_id.is_not(None))):
+        assert lead.team_id == lead.owner.team_id
+        assert lead.received_at <= clock.now()
+    admin = session.scalar(select(User).where(User.role == "admin"))
+    assert admin is not None and verify_password(admin.password_hash, DEMO_PASSWORD)
+
+    again = seed_demo(session, clock, reps=12, weeks=1, leads_per_day=20)
+    assert not again.created
+    assert again.leads == first.leads and again.users == first.users
+
+
+def test_same_seed_same_company(runtime: Runtime, clock: FrozenClock) -> None:
+    with runtime.db.session_scope() as s:
+        seed_demo(s, clock, reps=6, weeks=1, leads_per_day=10, seed=7)
+        names = [u.name for u in s.scalars(select(User).order_by(User.id))]
+        leads = [
+            (lead.institution, lead.source_channel) for lead in s.scalars(select(Lead).order_by(Lead.id))
+        ]
+    with runtime.db.session_scope() as s:
+        for model in (Lead,):
+            s.query(model).delete()
+        s.query(Team).update({Team.lead_id: None})
+        s.query(User).delete()
+        s.query(Team).delete()
+    with runtime.db.session_scope() as s:
+        seed_demo(s, clock, reps=6, weeks=1, leads_per_day=10, seed=7)
+        assert [u.name for u in s.scalars(select(User).order_by(User.id))] == names
+        assert [(x.institution, x.source_channel) for x in s.scalars(select(Lead).order_by(Lead.id))] == leads
+
+
+def test_cli_refuses_outside_demo_mode(runtime: Runtime) -> None:
+    result = CliRunner().invoke(
+        cli, ["demo", "seed"], obj=CliState(settings=runtime.settings, runtime=runtime)
+    )
+    assert result.exit_code != 0
+    assert "SALESMESH_DEMO=1" in result.output
+    with runtime.db.session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(User)) == 0
