@@ -83,18 +83,19 @@ def _shape(node: Any) -> tuple[int, int]:
 
 def iter_conditions(doc: Any) -> Iterator[tuple[str, Any]]:
     """Yield (JSON pointer, condition) for every JsonLogic condition in a document."""
-    stack: list[tuple[Any, str]] = [(doc, "")]
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(doc, ())]
     while stack:
         value, path = stack.pop()
         if isinstance(value, dict):
             for key, child in value.items():
-                child_path = join_pointer(path, key)
                 if key in CONDITION_KEYS and isinstance(child, dict | bool):
-                    yield child_path, child
-                else:
-                    stack.append((child, child_path))
+                    yield join_pointer("", *path, key), child
+                elif isinstance(child, dict | list):
+                    stack.append((child, (*path, key)))
         elif isinstance(value, list):
-            stack.extend((child, join_pointer(path, i)) for i, child in enumerate(value))
+            stack.extend(
+                (child, (*path, i)) for i, child in enumerate(value) if isinstance(child, dict | list)
+            )
 
 
 def check_conditions(doc: dict[str, Any]) -> list[ValidationError]:

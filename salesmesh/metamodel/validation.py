@@ -17,7 +17,16 @@ import json
 import re
 from typing import Any
 
-from salesmesh.metamodel.kinds import Kind, UnknownKind, all_kinds, compile_schema, get_kind, load_schema
+from salesmesh.metamodel.fastcheck import Check, Uncertain, compile_check
+from salesmesh.metamodel.kinds import (
+    FORMAT_CHECKER,
+    Kind,
+    UnknownKind,
+    all_kinds,
+    compile_schema,
+    get_kind,
+    load_schema,
+)
 from salesmesh.metamodel.validation_errors import (
     DocumentInvalid,
     ValidationError,
@@ -44,6 +53,7 @@ MAX_DOCUMENT_DEPTH = 32
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{1,79}$")
 MANIFEST_KIND = "pack"
 _MANIFEST_VALIDATOR = compile_schema(load_schema("pack_manifest.json"))
+_MANIFEST_CHECK = compile_check(_MANIFEST_VALIDATOR.schema, FORMAT_CHECKER)
 
 
 def canonical_json(doc: Any) -> str:
@@ -182,6 +192,16 @@ def _envelope(doc: dict[str, Any], expected_kind: str | None) -> tuple[list[Vali
     return errors, kind
 
 
+def _passes_fast_check(check: Check | None, doc: Any) -> bool:
+    """Ask the compiled is-valid shortcut; False means "run the full validator" (invalid or undecided)."""
+    if check is None:
+        return False
+    try:
+        return check(doc)
+    except (Uncertain, TypeError, ValueError, RecursionError):
+        return False
+
+
 def validate_document(doc: object, *, expected_kind: str | None = None) -> list[ValidationError]:
     """Validate a definition document; return every problem (sorted by path), or [] when it is valid."""
     if not isinstance(doc, dict):
@@ -193,7 +213,11 @@ def validate_document(doc: object, *, expected_kind: str | None = None) -> list[
     if kind is None:
         return sorted(envelope, key=sort_key)
     reported = {e.path for e in envelope}
-    errors = envelope + [e for e in translate_all(kind.validator.iter_errors(doc)) if e.path not in reported]
+    errors = envelope
+    if envelope or not _passes_fast_check(kind.fast_check, doc):
+        errors = envelope + [
+            e for e in translate_all(kind.validator.iter_errors(doc)) if e.path not in reported
+        ]
     if errors:
         return sorted(errors, key=sort_key)
     semantic: list[ValidationError] = []
@@ -209,7 +233,11 @@ def validate_manifest(doc: object) -> list[ValidationError]:
     limits = _size_and_depth(doc)
     if limits:
         return limits
-    errors = translate_all(_MANIFEST_VALIDATOR.iter_errors(doc))
+    errors = (
+        []
+        if _passes_fast_check(_MANIFEST_CHECK, doc)
+        else translate_all(_MANIFEST_VALIDATOR.iter_errors(doc))
+    )
     if errors:
         return errors
     seen: dict[str, int] = {}

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 import re
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,16 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from salesmesh.metamodel import kinds as kinds_module
-from salesmesh.metamodel.kinds import DuplicateKind, Kind, UnknownKind, all_kinds, get_kind, register_kind
+from salesmesh.metamodel.fastcheck import Uncertain, compile_check
+from salesmesh.metamodel.kinds import (
+    FORMAT_CHECKER,
+    DuplicateKind,
+    Kind,
+    UnknownKind,
+    all_kinds,
+    get_kind,
+    register_kind,
+)
 from salesmesh.metamodel.validation import (
     MAX_DOCUMENT_BYTES,
     DocumentInvalid,
@@ -707,7 +718,7 @@ def test_kind_rejects_bad_definitions() -> None:
 
 
 def test_validators_are_compiled_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    roots = {id(k.schema) for k in all_kinds()}
+    roots = {id(k.validator.schema) for k in all_kinds()}
     validators = {k.name: k.validator for k in all_kinds()}
     built_for_root: list[int] = []
     original = Draft202012Validator.__init__
@@ -730,6 +741,8 @@ def test_validators_are_compiled_once(monkeypatch: pytest.MonkeyPatch) -> None:
         assert validate_document(broken)
     assert built_for_root == []
     assert {k.name: k.validator for k in all_kinds()} == validators
+    Draft202012Validator(all_kinds()[0].validator.schema)  # the counter does see root schemas
+    assert len(built_for_root) == 1
 
 
 def test_document_references() -> None:
@@ -816,3 +829,105 @@ def test_document_invalid_summarises_errors() -> None:
     exc = DocumentInvalid([ValidationError("/a", "bad", "坏"), ValidationError("/b", "worse", "更坏")])
     assert str(exc) == "/a: bad (+1 more)"
     assert len(exc.errors) == 2
+
+
+_JUNK: list[Any] = [
+    None,
+    True,
+    0,
+    -1,
+    2.5,
+    10**9,
+    "",
+    "x",
+    "Bad Key",
+    "09:00",
+    "2026-02-30",
+    [],
+    ["a"],
+    [1, "a"],
+    {},
+    {"en": "x"},
+    {"var": "ghost"},
+]
+
+
+def _mutations(doc: Any, rng: random.Random, rounds: int) -> Any:
+    """Replace `rounds` random nodes of a copy of `doc` with junk values."""
+    doc = json.loads(json.dumps(doc))
+    for _ in range(rounds):
+        parents: list[tuple[Any, Any]] = []
+        stack = [doc]
+        while stack:
+            node = stack.pop()
+            items = (
+                node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+            )
+            for key, child in items:
+                parents.append((node, key))
+                stack.append(child)
+        if not parents:
+            break
+        node, key = rng.choice(parents)
+        node[key] = copy.deepcopy(rng.choice(_JUNK))
+    return doc
+
+
+def test_mutated_documents_never_raise_and_the_fast_check_agrees_with_jsonschema() -> None:
+    rng = random.Random(20261101)
+    shipped = [
+        json.loads(p.read_text(encoding="utf-8"))
+        for p in sorted((Path(__file__).resolve().parents[2] / "packs").glob("*/definitions/**/*.json"))
+    ]
+    seeds = [minimal(k) for k in MINIMAL] + shipped
+    decided = 0
+    for seed in seeds:
+        kind = get_kind(seed["kind"])
+        for rounds in (1, 1, 1, 1, 2, 2, 3, 5):
+            doc = _mutations(seed, rng, rounds)
+            errors = validate_document(doc)
+            assert all(isinstance(e, ValidationError) and e.message and e.message_zh for e in errors)
+            try:
+                fast = kind.fast_check(doc)
+            except Uncertain:
+                continue
+            decided += 1
+            assert fast == kind.validator.is_valid(doc), (seed["key"], doc)
+    assert decided > 200
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"schema_version": 1.0}, True),  # JSON Schema: 1.0 is the integer 1
+        ({"schema_version": True}, False),
+        ({"label": {"en": "a", "zh": "b", "fr": "c"}}, False),
+        ({"working_hours": {"mon": [{"start": "09:00", "end": "24:00"}]}}, True),
+        ({"working_hours": {"mon": [{"start": "9:00", "end": "18:00"}]}}, False),
+        ({"holidays": [{"date": "2026-02-29"}]}, False),
+        ({"holidays": [{"date": "2028-02-29"}]}, True),
+        ({"timezone": ""}, False),
+    ],
+)
+def test_fast_check_matches_jsonschema_on_edge_cases(change: dict[str, Any], expected: bool) -> None:
+    doc = {**minimal("calendar"), **change}
+    kind = get_kind("calendar")
+    assert kind.validator.is_valid(doc) is expected
+    assert kind.fast_check(doc) is expected
+
+
+def test_fast_check_defers_when_it_cannot_decide() -> None:
+    doc = minimal("scoring")
+    doc["signals"][0]["points"] = Decimal("2")
+    with pytest.raises(Uncertain):
+        get_kind("scoring").fast_check(doc)
+    assert compile_check({"type": "object", "dependentRequired": {"a": ["b"]}}, FORMAT_CHECKER) is None
+    assert compile_check({"$ref": "#/$defs/x"}, FORMAT_CHECKER) is None
+
+
+def test_schemas_are_inlined_for_the_validator() -> None:
+    for kind in all_kinds():
+        compiled = {k: v for k, v in kind.validator.schema.items() if k != "$defs"}
+        assert "$ref" not in json.dumps(compiled), kind.name
+        assert kind.fast_check is not None, kind.name
+    assert "$ref" in json.dumps(get_kind("form").schema)  # the registered schema itself is untouched
