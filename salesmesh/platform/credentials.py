@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from salesmesh.platform.audit import record_event
@@ -128,7 +128,12 @@ def authenticate(
     ok = verify_password(user.password_hash if user else _dummy_hash(), password or "")
     if user is None or not ok or not user.active:
         reason = "unknown_user" if user is None else "bad_password" if not ok else "inactive"
-        session.execute(delete(LoginAttempt).where(LoginAttempt.at <= since, LoginAttempt.email == email_key))
+        # Forget this e-mail's and address's failures that fell out of the window (keeps the table small).
+        session.execute(
+            delete(LoginAttempt).where(
+                LoginAttempt.at <= since, or_(LoginAttempt.email == email_key, LoginAttempt.ip == ip_key)
+            )
+        )
         session.add(LoginAttempt(email=email_key, ip=ip_key, at=now, reason=reason))
         session.flush()
         record_event(

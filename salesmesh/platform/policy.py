@@ -54,16 +54,28 @@ def _pool(model: Any) -> ColumnElement[bool]:
     return and_(model.status == POOLED, model.owner_id.is_(None))
 
 
-def _own_or_pool(actor: User, model: Any) -> ColumnElement[bool]:
-    return or_(model.owner_id == actor.id, _pool(model))
+def own_records(*, pool: bool) -> Rule:
+    """Rule for owned records (`owner_id`): the actor's own, plus the open pool when `pool`."""
+
+    def rule(actor: User, model: Any) -> ColumnElement[bool]:
+        mine = model.owner_id == actor.id
+        return or_(mine, _pool(model)) if pool else mine
+
+    return rule
 
 
-def _team_records(actor: User, model: Any) -> ColumnElement[bool]:
-    teams = _led_team_ids(actor)
-    members = select(User.id).where(User.team_id.in_(teams))
-    return or_(
-        model.team_id.in_(teams), model.owner_id.in_(members), model.owner_id == actor.id, _pool(model)
-    )
+def team_records(*, pool: bool) -> Rule:
+    """Rule for a lead: records of their team (`team_id`), owned by a member, or their own (+ pool)."""
+
+    def rule(actor: User, model: Any) -> ColumnElement[bool]:
+        teams = _led_team_ids(actor)
+        members = select(User.id).where(User.team_id.in_(teams))
+        clauses = [model.team_id.in_(teams), model.owner_id.in_(members), model.owner_id == actor.id]
+        if pool:
+            clauses.append(_pool(model))
+        return or_(*clauses)
+
+    return rule
 
 
 def _team_users(actor: User, model: Any) -> ColumnElement[bool]:
@@ -80,9 +92,10 @@ def _owned(actor: User, model: Any) -> ColumnElement[bool]:
     return model.user_id == actor.id
 
 
-# table name → role → rule. A role missing from a row sees nothing of that model.
+# table name → role → rule. A role missing from a row sees nothing of that model. Later record types
+# join the same way, e.g. "deals": {"admin": _all, "ops": _all, "lead": team_records(pool=False), ...}.
 SCOPES: dict[str, Mapping[str, Rule]] = {
-    "leads": {"admin": _all, "ops": _all, "lead": _team_records, "rep": _own_or_pool},
+    "leads": {"admin": _all, "ops": _all, "lead": team_records(pool=True), "rep": own_records(pool=True)},
     "users": {"admin": _all, "ops": _all, "lead": _team_users, "rep": _teammates},
     "teams": {"admin": _all, "ops": _all, "lead": _all, "rep": _all},
     "definitions": {"admin": _all, "ops": _all},

@@ -21,6 +21,12 @@ COOKIE = "salesmesh"
 
 
 @pytest.fixture
+def settings(settings: Any) -> Any:
+    """Fewer allowed failures keep the throttling tests quick (each attempt costs one argon2 hash)."""
+    return settings.with_(login_max_failures=3)
+
+
+@pytest.fixture
 def rep(make_user: Any, session: Any) -> User:
     user = make_user(email="rita@example.test", name="Rita Rep", role="rep")
     session.commit()
@@ -330,7 +336,7 @@ def test_one_address_guessing_many_accounts_is_locked(
 ) -> None:
     from salesmesh.platform.credentials import IP_FAILURE_FACTOR, LoginFailed, LoginLocked, authenticate
 
-    limit = runtime.settings.login_max_failures
+    limit = 2
     kwargs = {"ip": "203.0.113.9", "clock": clock, "max_failures": limit, "window_minutes": 15}
     for n in range(limit * IP_FAILURE_FACTOR):
         with pytest.raises(LoginFailed):
@@ -371,3 +377,45 @@ def test_language_switch_is_remembered_for_the_user(client: Any, rep: User, sess
 def test_browser_language_is_used_before_a_choice(client: Any) -> None:
     html = client.get("/login", headers={"Accept-Language": "zh-CN,zh;q=0.9"}).get_data(as_text=True)
     assert "登录 salesmesh" in html
+
+
+# --- view guards --------------------------------------------------------------------------------------
+
+
+def test_roles_required_guards_html_and_api(app: Any, rep: User) -> None:
+    from salesmesh.platform.auth import roles_required
+
+    @roles_required("admin", "ops")
+    def staff_page() -> str:
+        return "staff only"
+
+    app.add_url_rule("/staff", "staff_page", staff_page)
+    app.add_url_rule("/api/v1/_staff", "staff_api", staff_page)
+    client = app.test_client()
+    assert client.get("/staff").headers["Location"].startswith("/login?next=/staff")
+    assert client.get("/api/v1/_staff").status_code == 401
+    login(client, rep.email)
+    assert client.get("/staff").status_code == 403
+    denied = client.get("/api/v1/_staff")
+    assert denied.status_code == 403 and denied.get_json()["error"]["code"] == "forbidden"
+
+
+@pytest.mark.services
+def test_sessions_and_tokens_on_postgresql(pg_runtime: Any, clock: Any) -> None:
+    from salesmesh.platform.app import create_app
+
+    with pg_runtime.db.session_scope() as s:
+        user = accounts.create_user(
+            s, None, email="pg@example.test", name="PG", role="rep", password=TEST_PASSWORD, clock=clock
+        )
+        _token, secret = accounts.create_api_token(s, None, user.id, label="pg", clock=clock)
+    app = create_app(pg_runtime.settings, runtime=pg_runtime)
+    client = app.test_client()
+    assert login(client, "pg@example.test", "wrong password").status_code == 401
+    assert login(client, "pg@example.test").status_code == 302
+    assert is_signed_in(client)
+    assert client.get("/api/v1/leads", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+    clock.advance(minutes=5)
+    assert is_signed_in(client)  # touches last_seen_at in its own commit
+    assert post_form(client, "/logout", page="/people").status_code == 302
+    assert not is_signed_in(client)

@@ -7,6 +7,7 @@ person. Every expectation is written out per actor, so a change in the rules sho
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import pytest
@@ -16,7 +17,9 @@ from werkzeug.exceptions import Forbidden, NotFound
 from salesmesh.metamodel.models import Definition, DefinitionVersion
 from salesmesh.platform import accounts, policy
 from salesmesh.platform.models import ApiToken, LoginAttempt, Team, User
+from salesmesh.platform.passwords import hash_password
 from salesmesh.workflows.models import Lead
+from tests.conftest import TEST_PASSWORD
 from tests.platform.auth_helpers import login
 
 ACTORS = ("admin", "ops", "lead_a", "lead_b", "rep_a1", "rep_a2", "rep_b1")
@@ -75,28 +78,66 @@ class World:
         return next(name for name, lead in self.leads.items() if lead.id == lead_id)
 
 
-@pytest.fixture
-def world(session: Any, make_user: Any, make_team: Any, make_lead: Any, clock: Any) -> World:
-    team_a, team_b = make_team(key="team-a"), make_team(key="team-b")
+@cache
+def _password_hash() -> str:
+    return hash_password(TEST_PASSWORD)
+
+
+def build_world(session: Any, clock: Any) -> World:
+    """Create the two teams, seven actors, six leads and one definition (works on any database)."""
+    now = clock.now()
+    team_a = Team(key="team-a", name={"en": "A", "zh": "A"}, created_at=now)
+    team_b = Team(key="team-b", name={"en": "B", "zh": "B"}, created_at=now)
+    session.add_all([team_a, team_b])
+    session.flush()
+    homes = {
+        "admin": None,
+        "ops": None,
+        "lead_a": team_a,
+        "lead_b": team_b,
+        "rep_a1": team_a,
+        "rep_a2": team_a,
+        "rep_b1": team_b,
+    }
     actors = {
-        "admin": make_user(role="admin"),
-        "ops": make_user(role="ops"),
-        "lead_a": make_user(role="lead", team_id=team_a.id),
-        "lead_b": make_user(role="lead", team_id=team_b.id),
-        "rep_a1": make_user(role="rep", team_id=team_a.id),
-        "rep_a2": make_user(role="rep", team_id=team_a.id),
-        "rep_b1": make_user(role="rep", team_id=team_b.id),
+        name: User(
+            email=f"{name}@example.test",
+            name=name,
+            role=name.split("_")[0],
+            active=True,
+            team_id=team.id if team else None,
+            password_hash=_password_hash(),
+            attributes={},
+            created_at=now,
+        )
+        for name, team in homes.items()
     }
+    session.add_all(actors.values())
+    session.flush()
     team_a.lead_id, team_b.lead_id = actors["lead_a"].id, actors["lead_b"].id
+
+    def lead(name: str, owner: str | None, team: Team | None, status: str = "new") -> Lead:
+        return Lead(
+            name=name,
+            source_channel="web_form",
+            status=status,
+            received_at=now,
+            created_at=now,
+            data={},
+            owner_id=actors[owner].id if owner else None,
+            team_id=team.id if team else None,
+        )
+
     leads = {
-        "own_a1": make_lead(owner_id=actors["rep_a1"].id, team_id=team_a.id),
-        "own_a2": make_lead(owner_id=actors["rep_a2"].id, team_id=team_a.id),
-        "own_b1": make_lead(owner_id=actors["rep_b1"].id, team_id=team_b.id),
-        "pooled": make_lead(status="pooled", owner_id=None, team_id=None),
-        "team_a_unassigned": make_lead(owner_id=None, team_id=team_a.id),
-        "moved_a1_in_b": make_lead(owner_id=actors["rep_a1"].id, team_id=team_b.id),
+        "own_a1": lead("own_a1", "rep_a1", team_a),
+        "own_a2": lead("own_a2", "rep_a2", team_a),
+        "own_b1": lead("own_b1", "rep_b1", team_b),
+        "pooled": lead("pooled", None, None, status="pooled"),
+        "team_a_unassigned": lead("team_a_unassigned", None, team_a),
+        "moved_a1_in_b": lead("moved_a1_in_b", "rep_a1", team_b),
     }
-    definition = Definition(kind="pipeline", key="sales", created_at=clock.now())
+    session.add_all(leads.values())
+    definition = Definition(kind="pipeline", key="sales", created_at=now)
     session.add(definition)
     session.flush()
     version = DefinitionVersion(
@@ -106,12 +147,17 @@ def world(session: Any, make_user: Any, make_team: Any, make_lead: Any, clock: A
         document={},
         checksum="0" * 64,
         schema_version=1,
-        created_at=clock.now(),
-        updated_at=clock.now(),
+        created_at=now,
+        updated_at=now,
     )
     session.add(version)
     session.flush()
     return World(actors=actors, leads=leads, definitions=[definition.id], versions=[version.id])
+
+
+@pytest.fixture
+def world(session: Any, clock: Any) -> World:
+    return build_world(session, clock)
 
 
 @pytest.mark.parametrize("actor_name", ACTORS)
@@ -232,6 +278,20 @@ def test_a_claimed_pooled_lead_leaves_the_pool(world: World, session: Any) -> No
     session.flush()
     with pytest.raises(NotFound):
         policy.get_or_404(session, world.actors["rep_a1"], Lead, lead.id)
+
+
+@pytest.mark.services
+def test_the_matrix_holds_on_postgresql(pg_runtime: Any, clock: Any) -> None:
+    with pg_runtime.db.Session() as session:
+        world = build_world(session, clock)
+        for actor_name, actor in world.actors.items():
+            leads = session.scalars(policy.scope(select(Lead.id), actor, Lead)).all()
+            assert {world.lead_name(i) for i in leads} == VISIBLE_LEADS[actor_name], actor_name
+            users = session.scalars(policy.scope(select(User.id), actor, User)).all()
+            assert {world.user_name(i) for i in users} == VISIBLE_USERS[actor_name], actor_name
+            with pytest.raises(NotFound):
+                policy.get_or_404(session, actor, Lead, 10**9)
+        session.rollback()
 
 
 # --- the same over HTTP -------------------------------------------------------------------------------
