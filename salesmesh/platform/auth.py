@@ -84,6 +84,8 @@ def _unauthorized(message: str) -> Any:
 def _load_user(csrf: CSRFProtect) -> Any:
     g.user = None
     g.auth_method = None
+    if request.endpoint == "static":
+        return None  # stylesheets need no identity: spare them the session lookup
     rt = runtime()
     header = request.headers.get("Authorization", "")
     if request.path.startswith("/api/") and header:
