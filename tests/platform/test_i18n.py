@@ -62,3 +62,19 @@ def test_gettext_and_labels() -> None:
 )
 def test_negotiate(header: str | None, expected: str) -> None:
     assert negotiate(header) == expected
+
+
+def test_catalogue_files_agree_with_each_other() -> None:
+    """The same English message must not get two Chinese translations in different area files."""
+    import json
+
+    from salesmesh.platform.i18n import _DIR
+
+    seen: dict[str, tuple[str, str]] = {}
+    clashes = []
+    for path in sorted(_DIR.glob("*.zh.json")):
+        for msg, zh in json.loads(path.read_text(encoding="utf-8")).items():
+            if msg in seen and seen[msg][1] != zh:
+                clashes.append(f"{msg!r}: {seen[msg][0]} says {seen[msg][1]!r}, {path.name} says {zh!r}")
+            seen.setdefault(msg, (path.name, zh))
+    assert clashes == []
