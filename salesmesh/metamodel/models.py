@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from salesmesh.platform.db import Base, JSONType, UTCDateTime
@@ -36,6 +36,22 @@ class DefinitionVersion(Base):
     __table_args__ = (
         UniqueConstraint("definition_id", "number"),
         Index("ix_definition_versions_def_status", "definition_id", "status"),
+        # At most one open draft and one published version per definition, enforced by the database
+        # too, so two concurrent saves or publishes cannot both win.
+        Index(
+            "uq_definition_versions_one_draft",
+            "definition_id",
+            unique=True,
+            sqlite_where=text("status = 'draft'"),
+            postgresql_where=text("status = 'draft'"),
+        ),
+        Index(
+            "uq_definition_versions_one_published",
+            "definition_id",
+            unique=True,
+            sqlite_where=text("status = 'published'"),
+            postgresql_where=text("status = 'published'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

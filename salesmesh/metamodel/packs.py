@@ -283,9 +283,9 @@ def apply_import(session: Session, actor: Any, pack: Pack, clock: Clock) -> Impo
                 definition = Definition(kind=item.kind, key=item.key, created_at=now, pack_key=pack.key)
                 session.add(definition)
                 session.flush()
-            version = new_version(
-                session, definition, item.document, status="published", actor=actor, now=now
-            )
+            # Added as a draft and then promoted, so the previous version is archived in the same
+            # flush before this one becomes the (single) published version.
+            version = new_version(session, definition, item.document, status="draft", actor=actor, now=now)
             previous = promote(session, version, now)
             session.flush()
             entry["number"] = version.number

@@ -29,13 +29,15 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-# Every module that declares tables. Alembic's env.py and the app factory import them all so the
-# metadata is complete; a test checks each listed module imports and that no model lives elsewhere.
+# Every module that declares tables or mapper guards. Alembic's env.py and every Runtime (web, CLI,
+# worker, scheduler) import them all, so the metadata is complete and guards such as "published
+# definition versions are immutable" (metamodel.versions) are active in every process.
 MODEL_MODULES = (
     "salesmesh.platform.models",
     "salesmesh.platform.audit",
     "salesmesh.platform.timers",
     "salesmesh.metamodel.models",
+    "salesmesh.metamodel.versions",
     "salesmesh.workflows.models",
 )
 
