@@ -1,1 +1,291 @@
-"""Placeholder."""
+"""Durable timers: the `timers` rows, the effects ledger, the registry of timer kinds and the
+`schedule_timer` / `cancel_timers` API that business code calls inside its own transaction.
+
+A timer is a row with `due_at`, written in the same transaction as the change that caused it, so Redis
+never holds the only copy of future work. The sweeper (`salesmesh.platform.sweeper`) claims due rows
+under a lease and runs the handler registered for the row's kind with a `TimerContext`; each side
+effect is recorded in the `effects` ledger under the idempotency key `timer:<id>:<suffix>` in the same
+transaction as the effect, so a crash may re-run a timer but its effect happens once. Periodic-job
+bookkeeping (`periodic_runs`) lives here too because this module owns the durable-time tables.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from salesmesh.platform.audit import record_event
+from salesmesh.platform.db import Base, JSONType, UTCDateTime, utcnow_column_default
+
+if TYPE_CHECKING:
+    from salesmesh.platform.clock import Clock
+    from salesmesh.platform.runtime import Runtime
+
+PENDING, RUNNING, DONE, FAILED, CANCELLED = "pending", "running", "done", "failed", "cancelled"
+TIMER_STATUSES = (PENDING, RUNNING, DONE, FAILED, CANCELLED)
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_BACKOFF = timedelta(seconds=30)
+
+
+class Timer(Base):
+    """One piece of durable future work: run handler `kind` with `payload` once `due_at` has passed."""
+
+    __tablename__ = "timers"
+    __table_args__ = (
+        CheckConstraint(f"status IN {TIMER_STATUSES!r}", name="status"),
+        Index("ix_timers_status_due_at", "status", "due_at"),
+        Index("ix_timers_subject", "subject_type", "subject_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(80))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    subject_type: Mapped[str | None] = mapped_column(String(40))
+    subject_id: Mapped[int | None] = mapped_column(Integer)
+    lease_owner: Mapped[str | None] = mapped_column(String(120))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=DEFAULT_MAX_ATTEMPTS)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # Scheduling the same logical timer twice returns the first row; cancelling releases the key.
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Effect(Base):
+    """The effects ledger: one row per side effect, unique by idempotency key."""
+
+    __tablename__ = "effects"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    timer_id: Mapped[int | None] = mapped_column(ForeignKey("timers.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(80))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PeriodicRun(Base):
+    """When each declared periodic job last ran and is next due; schedulers lock the row to run it."""
+
+    __tablename__ = "periodic_runs"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_run_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# --- the registry of timer kinds ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimerContext:
+    """What a handler gets: the open session, the runtime (and its clock) and the claimed timer row."""
+
+    session: Session
+    runtime: Runtime
+    timer: Timer
+
+    @property
+    def clock(self) -> Clock:
+        return self.runtime.clock
+
+    @property
+    def now(self) -> datetime:
+        return self.runtime.clock.now()
+
+    def record_effect(self, key_suffix: str, kind: str, payload: dict[str, Any] | None = None) -> bool:
+        """Record an effect in the ledger; False when it was already recorded (a re-run must skip it)."""
+        return record_effect(
+            self.session,
+            f"timer:{self.timer.id}:{key_suffix}",
+            kind=kind,
+            payload=payload,
+            timer_id=self.timer.id,
+            now=self.now,
+        )
+
+
+TimerHandler = Callable[[TimerContext], None]
+
+
+@dataclass(frozen=True)
+class TimerKind:
+    name: str
+    handler: TimerHandler
+    max_attempts: int
+    backoff: timedelta
+
+    def retry_delay(self, attempts: int) -> timedelta:
+        """Return the exponential backoff after the `attempts`-th failed attempt (capped at 6 hours)."""
+        return min(self.backoff * 2 ** max(attempts - 1, 0), timedelta(hours=6))
+
+
+_KINDS: dict[str, TimerKind] = {}
+
+
+class UnknownTimerKind(LookupError):
+    """A timer names a kind no handler is registered for."""
+
+
+def timer_kind(
+    name: str, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS, backoff_seconds: float = DEFAULT_BACKOFF.seconds
+) -> Callable[[TimerHandler], TimerHandler]:
+    """Register the decorated function as the handler of timer kind `name` (duplicates fail at import)."""
+
+    def register(handler: TimerHandler) -> TimerHandler:
+        if name in _KINDS:
+            raise ValueError(
+                f"timer kind {name!r} is already registered by {_KINDS[name].handler.__module__}"
+            )
+        if max_attempts < 1:
+            raise ValueError(f"timer kind {name!r}: max_attempts must be at least 1")
+        _KINDS[name] = TimerKind(name, handler, max_attempts, timedelta(seconds=backoff_seconds))
+        return handler
+
+    return register
+
+
+def get_timer_kind(name: str) -> TimerKind:
+    """Return the registered kind `name` or raise UnknownTimerKind."""
+    try:
+        return _KINDS[name]
+    except KeyError:
+        raise UnknownTimerKind(
+            f"unknown timer kind {name!r}: no handler is registered (known: {', '.join(sorted(_KINDS))})"
+        ) from None
+
+
+def registered_timer_kinds() -> list[str]:
+    """Return the names of all registered timer kinds."""
+    return sorted(_KINDS)
+
+
+def check_timer_kinds(session: Session) -> list[str]:
+    """Return the kinds of pending or running timers that have no registered handler (empty = healthy)."""
+    kinds = session.scalars(select(Timer.kind).where(Timer.status.in_((PENDING, RUNNING))).distinct())
+    return sorted(kind for kind in kinds if kind not in _KINDS)
+
+
+# --- the API business code calls ------------------------------------------------------------------
+
+
+def schedule_timer(
+    session: Session,
+    *,
+    kind: str,
+    due_at: datetime,
+    payload: dict[str, Any] | None = None,
+    subject: tuple[str, int] | None = None,
+    dedupe_key: str | None = None,
+    max_attempts: int | None = None,
+    now: datetime | None = None,
+) -> Timer:
+    """Write a timer row in the caller's transaction (an existing row with the same dedupe_key wins)."""
+    spec = get_timer_kind(kind)
+    if due_at.tzinfo is None:
+        raise ValueError("due_at: must be timezone-aware (take it from the runtime clock)")
+    body = _json_object(payload, "payload")
+    if dedupe_key is not None:
+        existing = session.scalar(select(Timer).where(Timer.dedupe_key == dedupe_key))
+        if existing is not None:
+            return existing
+    timer = Timer(
+        kind=kind,
+        due_at=due_at,
+        status=PENDING,
+        payload=body,
+        subject_type=subject[0] if subject else None,
+        subject_id=subject[1] if subject else None,
+        attempts=0,
+        max_attempts=max_attempts or spec.max_attempts,
+        dedupe_key=dedupe_key,
+        created_at=now or utcnow_column_default(),
+    )
+    try:
+        with session.begin_nested():
+            session.add(timer)
+    except IntegrityError:
+        if dedupe_key is None:
+            raise
+        # A concurrent transaction scheduled the same logical timer first.
+        return session.scalars(select(Timer).where(Timer.dedupe_key == dedupe_key)).one()
+    return timer
+
+
+def cancel_timers(session: Session, *, subject: tuple[str, int], kind: str | None = None) -> int:
+    """Cancel the pending (and running) timers of `subject`, optionally of one kind; return how many."""
+    stmt = (
+        update(Timer)
+        .where(Timer.subject_type == subject[0], Timer.subject_id == subject[1])
+        .where(Timer.status.in_((PENDING, RUNNING)))
+        .values(status=CANCELLED, lease_owner=None, lease_until=None, dedupe_key=None)
+        .execution_options(synchronize_session="fetch")
+    )
+    if kind is not None:
+        stmt = stmt.where(Timer.kind == kind)
+    return session.execute(stmt).rowcount
+
+
+def record_effect(
+    session: Session,
+    idempotency_key: str,
+    *,
+    kind: str,
+    payload: dict[str, Any] | None = None,
+    timer_id: int | None = None,
+    now: datetime,
+) -> bool:
+    """Insert a ledger row in the caller's transaction; False when the key already exists."""
+    if session.scalar(select(Effect.id).where(Effect.idempotency_key == idempotency_key)) is not None:
+        return False
+    session.add(
+        Effect(
+            idempotency_key=idempotency_key,
+            timer_id=timer_id,
+            kind=kind,
+            payload=_json_object(payload, "effect payload"),
+            created_at=now,
+        )
+    )
+    session.flush()
+    return True
+
+
+def _json_object(value: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{what}: must be a JSON object of ids and plain values")
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what}: not JSON-serialisable ({exc})") from None
+
+
+# --- built-in kinds -------------------------------------------------------------------------------
+
+
+@timer_kind("platform.noop_effect")
+def noop_effect(ctx: TimerContext) -> None:
+    """Record one ledger effect and an audit event: the demo kind that proves the exactly-once path."""
+    if ctx.record_effect("noop", "platform.noop", ctx.timer.payload):
+        record_event(
+            ctx.session,
+            at=ctx.now,
+            actor_id=None,
+            action="timer.noop_effect",
+            object_type=ctx.timer.subject_type,
+            object_id=ctx.timer.subject_id,
+            payload={"timer_id": ctx.timer.id},
+        )

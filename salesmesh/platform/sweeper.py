@@ -1,0 +1,245 @@
+"""The sweeper: claims due timer rows in batches under a lease and executes their handlers.
+
+`claim_due_timers` is one statement, `UPDATE timers ... WHERE id IN (SELECT id ... ORDER BY due_at
+FOR UPDATE SKIP LOCKED LIMIT n) RETURNING id`: concurrent claimers on PostgreSQL skip each other's
+rows; on SQLite the same statement runs inside `BEGIN IMMEDIATE`, which serialises claimers. Rows
+that are pending and due, or running with an expired lease (their claimer crashed), are claimable.
+`execute_timers` locks the claimed rows, re-checks that this claim still holds the lease, and runs
+each handler in its own savepoint: handler, ledger rows and `status='done'` commit together, a
+failing handler only rolls back itself and is retried with exponential backoff until `max_attempts`.
+The scheduler either executes claims inline (`sweep_once`, no Redis) or dispatches them to RQ
+workers as one `platform.run_timers` job per chunk of ids (`dispatch_once`) — never a job per timer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from salesmesh.platform.jobs import JobContext, job
+from salesmesh.platform.periodic import run_due_periodic
+from salesmesh.platform.timers import (
+    DEFAULT_BACKOFF,
+    DONE,
+    FAILED,
+    PENDING,
+    RUNNING,
+    Timer,
+    TimerContext,
+    UnknownTimerKind,
+    get_timer_kind,
+)
+
+if TYPE_CHECKING:
+    from salesmesh.platform.runtime import Runtime
+
+log = logging.getLogger("salesmesh.timers")
+
+INLINE_CHUNK = 20  # timers per transaction when the scheduler executes them itself
+DISPATCH_CHUNK = 50  # timer ids per RQ job
+MAX_BACKLOG = 4  # queued run_timers jobs above which the scheduler stops claiming (leases stay short)
+_ERROR_LIMIT = 2000
+
+
+@dataclass
+class ExecutionStats:
+    done: int = 0
+    retried: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+
+def default_owner() -> str:
+    """Return this process's lease-owner name (host:pid)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _new_lease(owner: str) -> tuple[str, str]:
+    token = secrets.token_hex(6)
+    return f"{owner}#{token}"[-120:], token
+
+
+def _chunks(ids: Sequence[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(ids), size):
+        yield list(ids[start : start + size])
+
+
+def claim_due_timers(runtime: Runtime, *, limit: int, owner: str) -> list[int]:
+    """Claim up to `limit` due timers for `owner` under a lease, in their own transaction; return ids."""
+    now = runtime.clock.now()
+    claimable = or_(
+        and_(Timer.status == PENDING, Timer.due_at <= now),
+        and_(Timer.status == RUNNING, Timer.lease_until < now),
+    )
+    candidates = (
+        select(Timer.id)
+        .where(claimable)
+        .order_by(Timer.due_at, Timer.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claim = (
+        update(Timer)
+        .where(Timer.id.in_(candidates.scalar_subquery()))
+        .values(
+            status=RUNNING,
+            lease_owner=owner,
+            attempts=Timer.attempts + 1,
+            lease_until=now + timedelta(seconds=runtime.settings.timer_lease_seconds),
+        )
+        .returning(Timer.id)
+        .execution_options(synchronize_session=False)
+    )
+    with runtime.db.session_scope(immediate=True) as session:
+        return sorted(session.scalars(claim).all())
+
+
+def execute_timers(
+    session: Session, runtime: Runtime, timer_ids: Sequence[int], owner: str
+) -> ExecutionStats:
+    """Run the claimed timers still leased to `owner`, each in a savepoint, in the caller's transaction."""
+    stats = ExecutionStats()
+    rows = session.scalars(
+        select(Timer).where(Timer.id.in_(list(timer_ids))).order_by(Timer.id).with_for_update()
+    ).all()
+    stats.skipped += len(timer_ids) - len(rows)
+    for timer in rows:
+        now = runtime.clock.now()
+        if timer.status != RUNNING or timer.lease_owner != owner:
+            stats.skipped += 1  # finished, cancelled, or re-claimed by someone else after our lease expired
+            continue
+        if timer.due_at > now:
+            _release(timer, PENDING)  # never fire early, whatever the claimer's clock said
+            stats.skipped += 1
+            continue
+        if timer.attempts > timer.max_attempts:
+            _fail(
+                timer, f"gave up: claimed {timer.attempts} times without finishing (crashes or lost leases)"
+            )
+            stats.failed += 1
+            continue
+        try:
+            kind = get_timer_kind(timer.kind)
+            with session.begin_nested():
+                kind.handler(TimerContext(session, runtime, timer))
+        except Exception as exc:  # noqa: BLE001 - a handler failure is recorded on its row, never lost
+            log.warning(
+                "timer %s (%s) attempt %s failed", timer.id, timer.kind, timer.attempts, exc_info=True
+            )
+            if _retry_or_fail(timer, exc, runtime.clock.now()):
+                stats.retried += 1
+            else:
+                stats.failed += 1
+        else:
+            _release(timer, DONE)
+            timer.fired_at = runtime.clock.now()
+            timer.last_error = None
+            stats.done += 1
+    session.flush()
+    return stats
+
+
+def _release(timer: Timer, status: str) -> None:
+    timer.status = status
+    timer.lease_owner = None
+    timer.lease_until = None
+
+
+def _fail(timer: Timer, error: str) -> None:
+    _release(timer, FAILED)
+    timer.last_error = error[:_ERROR_LIMIT]
+    log.error("timer %s (%s) failed for good: %s", timer.id, timer.kind, timer.last_error)
+
+
+def _retry_or_fail(timer: Timer, exc: Exception, now: datetime) -> bool:
+    error = f"attempt {timer.attempts}: {type(exc).__name__}: {exc}"
+    if timer.attempts >= timer.max_attempts:
+        _fail(timer, error)
+        return False
+    try:
+        delay = get_timer_kind(timer.kind).retry_delay(timer.attempts)
+    except UnknownTimerKind:
+        delay = DEFAULT_BACKOFF * 2 ** (timer.attempts - 1)
+    _release(timer, PENDING)
+    timer.due_at = now + delay
+    timer.last_error = error[:_ERROR_LIMIT]
+    return True
+
+
+def sweep_once(runtime: Runtime, *, batch_size: int | None = None, owner: str | None = None) -> int:
+    """Claim one batch of due timers and execute it here, a chunk per transaction; return how many."""
+    lease_owner, _ = _new_lease(owner or default_owner())
+    ids = claim_due_timers(
+        runtime, limit=batch_size or runtime.settings.sweeper_batch_size, owner=lease_owner
+    )
+    for chunk in _chunks(ids, INLINE_CHUNK):
+        try:
+            with runtime.db.session_scope(immediate=True) as session:
+                execute_timers(session, runtime, chunk, lease_owner)
+        except Exception:
+            log.exception("timer chunk %s failed; it is re-claimed when its lease expires", chunk)
+    return len(ids)
+
+
+def dispatch_once(runtime: Runtime, *, batch_size: int | None = None, owner: str | None = None) -> int:
+    """Claim due timers and enqueue one `platform.run_timers` job per chunk of ids; return how many."""
+    room = MAX_BACKLOG - runtime.jobs.backlog()
+    if room <= 0:
+        return 0
+    limit = min(batch_size or runtime.settings.sweeper_batch_size, room * DISPATCH_CHUNK)
+    lease_owner, token = _new_lease(owner or default_owner())
+    ids = claim_due_timers(runtime, limit=limit, owner=lease_owner)
+    for number, chunk in enumerate(_chunks(ids, DISPATCH_CHUNK)):
+        runtime.jobs.enqueue_now("platform.run_timers", chunk, lease_owner, job_id=f"timers-{token}-{number}")
+    return len(ids)
+
+
+@job("platform.run_timers")
+def run_timers(ctx: JobContext, timer_ids: list[int], lease_owner: str) -> dict[str, Any]:
+    """Execute one dispatched chunk of claimed timers (a worker killed mid-chunk is re-claimed later)."""
+    return asdict(execute_timers(ctx.session, ctx.runtime, timer_ids, lease_owner))
+
+
+def scheduler_tick(runtime: Runtime, *, owner: str | None = None) -> bool:
+    """Sweep (no Redis) or dispatch (Redis) one batch of due timers; return True while work is flowing."""
+    owner = owner or default_owner()
+    if runtime.settings.redis_url:
+        return dispatch_once(runtime, owner=owner) > 0 or runtime.jobs.backlog() > 0
+    return sweep_once(runtime, owner=owner) > 0
+
+
+def run_scheduler_loop(runtime: Runtime, stop: threading.Event, *, owner: str | None = None) -> None:
+    """Tick until `stop` is set (fast while work flows, each interval when idle); start periodic jobs."""
+    owner = owner or default_owner()
+    interval = runtime.settings.sweeper_interval_seconds
+    log.info(
+        "scheduler %s started (%s, every %ss)",
+        owner,
+        "dispatching to RQ" if runtime.settings.redis_url else "executing inline",
+        interval,
+    )
+    # While work flows: sweep again at once when executing inline; poll briefly while RQ workers catch up.
+    busy_pause = min(interval, 0.1) if runtime.settings.redis_url else 0.0
+    next_periodic = 0.0
+    while not stop.is_set():
+        busy = False
+        try:
+            busy = scheduler_tick(runtime, owner=owner)
+            if time.monotonic() >= next_periodic:
+                run_due_periodic(runtime)
+                next_periodic = time.monotonic() + interval
+        except Exception:
+            log.exception("scheduler tick failed; trying again in %ss", interval)
+        stop.wait(busy_pause if busy else interval)
+    log.info("scheduler %s stopped", owner)
