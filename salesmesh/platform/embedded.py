@@ -43,6 +43,7 @@ def start_background(runtime: Runtime) -> Callable[[], None]:
     sweeper.start()
 
     def stop() -> None:
+        """Stop the sweeper after its current batch, then the job runner after its queued jobs."""
         stop_event.set()
         sweeper.join(timeout=30)
         jobs.stop()

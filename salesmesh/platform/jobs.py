@@ -46,6 +46,8 @@ _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
 @dataclass(frozen=True)
 class JobSpec:
+    """A registered job: its function, queue (None = settings.job_queue) and RQ timeout in seconds."""
+
     name: str
     func: Callable[..., Any]
     queue: str | None  # None = settings.job_queue
@@ -62,6 +64,7 @@ class JobContext:
 
     @property
     def clock(self) -> Clock:
+        """The runtime's clock (the only source of "now" inside a job)."""
         return self.runtime.clock
 
 
@@ -238,6 +241,7 @@ class RQJobQueue(JobQueue):
         return self._queues[name]
 
     def enqueue_now(self, name: str, *args: Any, job_id: str | None = None) -> None:
+        """Push job `name` to its RQ queue (job_id jobs are unique while Redis still holds them)."""
         from rq.exceptions import DuplicateJobError
 
         spec = _check_call(name, args, job_id)
@@ -255,9 +259,11 @@ class RQJobQueue(JobQueue):
             log.info("job %s (%s) is already queued; not enqueued again", name, job_id)
 
     def backlog(self) -> int:
+        """Return how many jobs wait in the default RQ queue."""
         return self.queue().count
 
     def close(self) -> None:
+        """Close the Redis connection pool."""
         self.connection.close()
 
 
@@ -282,6 +288,7 @@ class InProcessJobQueue(JobQueue):
         self.errors: collections.deque[tuple[str, str]] = collections.deque(maxlen=100)  # (job, error)
 
     def enqueue_now(self, name: str, *args: Any, job_id: str | None = None) -> None:
+        """Queue job `name` for the runner thread (or the next `drain()`)."""
         _check_call(name, args, job_id)
         with self._cond:
             if job_id is not None:
@@ -293,6 +300,7 @@ class InProcessJobQueue(JobQueue):
             self._cond.notify_all()
 
     def backlog(self) -> int:
+        """Return how many jobs wait to run."""
         with self._cond:
             return len(self._items)
 

@@ -31,6 +31,8 @@ PURGE_BATCH = 5000
 
 @dataclass(frozen=True)
 class PeriodicJob:
+    """A registered job started every `every` by the scheduler."""
+
     name: str  # a registered job taking no arguments
     every: timedelta
 

@@ -54,6 +54,8 @@ _ERROR_LIMIT = 2000
 
 @dataclass
 class ExecutionStats:
+    """What one `execute_timers` call did with the ids it was given."""
+
     done: int = 0
     retried: int = 0
     failed: int = 0

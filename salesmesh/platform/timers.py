@@ -98,10 +98,12 @@ class TimerContext:
 
     @property
     def clock(self) -> Clock:
+        """The runtime's clock."""
         return self.runtime.clock
 
     @property
     def now(self) -> datetime:
+        """The current time by the runtime's clock."""
         return self.runtime.clock.now()
 
     def record_effect(self, key_suffix: str, kind: str, payload: dict[str, Any] | None = None) -> bool:
@@ -121,6 +123,8 @@ TimerHandler = Callable[[TimerContext], None]
 
 @dataclass(frozen=True)
 class TimerKind:
+    """A registered handler with its retry policy (attempts per timer, base of the exponential backoff)."""
+
     name: str
     handler: TimerHandler
     max_attempts: int
@@ -212,12 +216,14 @@ def schedule_timer(
         dedupe_key=dedupe_key,
         created_at=now or utcnow_column_default(),
     )
+    if dedupe_key is None:
+        session.add(timer)
+        session.flush()
+        return timer
     try:
         with session.begin_nested():
             session.add(timer)
     except IntegrityError:
-        if dedupe_key is None:
-            raise
         # A concurrent transaction scheduled the same logical timer first.
         return session.scalars(select(Timer).where(Timer.dedupe_key == dedupe_key)).one()
     return timer
@@ -249,16 +255,19 @@ def record_effect(
     """Insert a ledger row in the caller's transaction; False when the key already exists."""
     if session.scalar(select(Effect.id).where(Effect.idempotency_key == idempotency_key)) is not None:
         return False
-    session.add(
-        Effect(
-            idempotency_key=idempotency_key,
-            timer_id=timer_id,
-            kind=kind,
-            payload=_json_object(payload, "effect payload"),
-            created_at=now,
-        )
+    effect = Effect(
+        idempotency_key=idempotency_key,
+        timer_id=timer_id,
+        kind=kind,
+        payload=_json_object(payload, "effect payload"),
+        created_at=now,
     )
-    session.flush()
+    try:
+        # A concurrent writer of the same key loses here, without failing the whole transaction.
+        with session.begin_nested():
+            session.add(effect)
+    except IntegrityError:
+        return False
     return True
 
 

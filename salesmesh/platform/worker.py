@@ -30,10 +30,12 @@ class ForkingWorker(Worker):
     runtime: Runtime
 
     def execute_job(self, job: Any, queue: Any) -> Any:
+        """Empty the pool, then fork the horse (which thus inherits no database connection)."""
         self.runtime.db.engine.dispose()
         return super().execute_job(job, queue)
 
     def main_work_horse(self, job: Any, queue: Any) -> None:
+        """In the horse: forget inherited pooled connections without closing the parent's sockets."""
         self.runtime.db.engine.dispose(close=False)
         super().main_work_horse(job, queue)
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from salesmesh.platform.audit import AuditEvent, verify_chain
 from salesmesh.platform.clock import FrozenClock
-from salesmesh.platform.jobs import InProcessJobQueue
+from salesmesh.platform.jobs import InProcessJobQueue, JobContext, job
 from salesmesh.platform.periodic import PERIODIC_JOBS, PeriodicJob, run_due_periodic
 from salesmesh.platform.runtime import Runtime
 from salesmesh.platform.sweeper import claim_due_timers, execute_timers, sweep_once
@@ -28,6 +28,7 @@ from salesmesh.platform.timers import (
     UnknownTimerKind,
     cancel_timers,
     check_timer_kinds,
+    record_effect,
     schedule_timer,
     timer_kind,
 )
@@ -48,6 +49,18 @@ def _always_fails(ctx: TimerContext) -> None:
 def _effect_then_fail(ctx: TimerContext) -> None:
     ctx.record_effect("half", "tests.half", {})
     raise Boom("failed after recording an effect")
+
+
+@job("tests.timer_followup")
+def _followup(ctx: JobContext, timer_id: int) -> None:
+    record_effect(ctx.session, f"followup:{timer_id}", kind="tests.followup", now=ctx.clock.now())
+
+
+@timer_kind("tests.enqueues_then_maybe_fails", max_attempts=1)
+def _enqueues_then_maybe_fails(ctx: TimerContext) -> None:
+    ctx.runtime.jobs.enqueue_after_commit(ctx.session, "tests.timer_followup", ctx.timer.id)
+    if ctx.timer.payload.get("fail"):
+        raise Boom("failed after enqueueing a follow-up job")
 
 
 def _schedule(rt: Runtime, count: int = 1, *, after: timedelta = timedelta(0), kind: str = NOOP) -> list[int]:
@@ -214,6 +227,22 @@ def test_a_failing_timer_rolls_back_only_its_own_effects(runtime: Runtime, clock
             good[1]: "done",
         }
         assert sorted(s.scalars(select(Effect.timer_id))) == good
+
+
+def test_jobs_enqueued_by_a_handler_go_out_only_if_its_timer_succeeded(
+    runtime: Runtime, clock: FrozenClock
+) -> None:
+    with runtime.db.session_scope() as s:
+        ok = schedule_timer(s, kind="tests.enqueues_then_maybe_fails", due_at=clock.now(), payload={}).id
+        bad = schedule_timer(
+            s, kind="tests.enqueues_then_maybe_fails", due_at=clock.now(), payload={"fail": 1}
+        ).id
+    assert sweep_once(runtime, owner="t") == 2
+    jobs = runtime.jobs
+    assert isinstance(jobs, InProcessJobQueue) and jobs.drain() == 1 and not jobs.errors
+    with runtime.db.session_scope() as s:
+        assert list(s.scalars(select(Effect.idempotency_key))) == [f"followup:{ok}"]
+        assert s.get(Timer, bad).status == "failed"  # type: ignore[union-attr]
 
 
 def test_expired_lease_is_reclaimed_and_the_stale_claimer_is_ignored(
