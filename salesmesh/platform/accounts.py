@@ -29,6 +29,7 @@ from salesmesh.platform.models import ROLES, ApiToken, Team, User, UserSession
 from salesmesh.platform.passwords import MIN_PASSWORD_LENGTH, hash_password, verify_password
 from salesmesh.platform.rep_attributes import (
     KEY_RE,
+    ROLES_WITH_ATTRIBUTES,
     field_error,
     published_attribute_schema,
     validate_attributes,
@@ -145,7 +146,7 @@ def _ensure_not_last_admin(session: Session, user: User) -> None:
 
 def _apply_attributes(session: Session, user: User, attributes: Any) -> None:
     schema = published_attribute_schema(session)
-    clean, errors = validate_attributes(schema, attributes)
+    clean, errors = validate_attributes(schema, attributes, require=user.role in ROLES_WITH_ATTRIBUTES)
     if errors:
         raise AccountError(errors)
     user.attributes = clean

@@ -13,21 +13,23 @@ import random
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from salesmesh.platform.accounts import create_team, create_user, set_team_lead
 from salesmesh.platform.audit import record_event
 from salesmesh.platform.cli import CliError, pass_runtime
 from salesmesh.platform.clock import Clock
 from salesmesh.platform.models import Team, User
-from salesmesh.platform.passwords import hash_password
 from salesmesh.platform.runtime import Runtime
 from salesmesh.workflows.models import Lead
 
 PACKS_DIR = Path(__file__).resolve().parents[2] / "packs"
-DEMO_PACKS = ("medical-device-direct", "saas-remote-team")
+# The demo company is the medical-device distributor; the SaaS pack stays available to import.
+DEMO_PACKS = ("medical-device-direct",)
 DEMO_PASSWORD = "salesmesh-demo"
 DEMO_DOMAIN = "demo.salesmesh.test"
 
@@ -85,7 +87,7 @@ TEAMS = [
         ["guangdong", "guangxi", "fujian"],
     ),
 ]
-SKILLS = ["imaging", "ultrasound", "patient_monitoring", "ivd", "surgical", "rehab", "procurement_tenders"]
+SKILLS = ["imaging", "ultrasound", "patient_monitoring", "ivd", "surgical", "anesthesia"]
 CITIES = {
     "shanghai": "上海",
     "jiangsu": "南京",
@@ -175,29 +177,19 @@ def seed_demo(
         )
 
     rng = random.Random(seed)
-    pw = hash_password(DEMO_PASSWORD)
 
-    def user(email: str, name: str, role: str, **extra: object) -> User:
-        u = User(
-            email=email,
-            name=name,
-            role=role,
-            password_hash=pw,
-            active=True,
-            created_at=now,
-            attributes=extra.pop("attributes", {}),
-            **extra,
+    def user(email: str, name: str, role: str, **extra: Any) -> User:
+        # Through the account service, so demo people get validated attributes (pinned to the
+        # published rep_attributes version) and an audit trail like everyone else.
+        return create_user(
+            session, None, email=email, name=name, role=role, password=DEMO_PASSWORD, clock=clock, **extra
         )
-        session.add(u)
-        return u
 
-    user(admin_email, "系统管理员 Admin", "admin", locale="zh")
-    user(f"ops@{DEMO_DOMAIN}", "运营 孙悦 (Ops)", "ops", locale="zh")
+    user(admin_email, "Admin 系统管理员", "admin")
+    user(f"ops@{DEMO_DOMAIN}", "孙悦 (Ops)", "ops", locale="zh")
     teams: list[tuple[Team, list[str]]] = []
     for i, (key, name, regions) in enumerate(TEAMS, start=1):
-        team = Team(key=key, name=name, created_at=now)
-        session.add(team)
-        session.flush()
+        team = create_team(session, None, key=key, name=name, clock=clock)
         lead_user = user(
             f"lead{i}@{DEMO_DOMAIN}",
             f"{_name(rng)} (组长)",
@@ -205,8 +197,7 @@ def seed_demo(
             team_id=team.id,
             attributes={"years_medical": rng.randint(8, 15), "seniority": "senior", "regions": regions},
         )
-        session.flush()
-        team.lead_id = lead_user.id
+        set_team_lead(session, None, team.id, lead_user.id, clock=clock)
         teams.append((team, regions))
 
     rep_rows: list[tuple[User, list[str]]] = []
@@ -231,7 +222,6 @@ def seed_demo(
             daily_capacity=rng.choice([6, 8, 10, 12]),
         )
         rep_rows.append((u, my_regions))
-    session.flush()
 
     by_region: dict[str, list[User]] = {}
     for u, regs in rep_rows:

@@ -131,8 +131,12 @@ def _check_value(spec: Mapping[str, Any], value: Any, path: str) -> list[dict[st
     return []
 
 
+# Roles that take leads: rep attributes describe them, so only their required attributes must be set.
+ROLES_WITH_ATTRIBUTES = ("rep", "lead")
+
+
 def validate_attributes(
-    schema: AttributeSchema | None, attributes: Any
+    schema: AttributeSchema | None, attributes: Any, *, require: bool = True
 ) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """Check rep attributes against the published definition; return (clean values, errors)."""
     if not isinstance(attributes, Mapping):
@@ -169,7 +173,8 @@ def validate_attributes(
                 clean[key] = value
     for spec in schema.attributes:
         if (
-            spec.get("required")
+            require
+            and spec.get("required")
             and spec["key"] not in clean
             and not any(e["path"] == f"/attributes/{spec['key']}" for e in errors)
         ):

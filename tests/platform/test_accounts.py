@@ -276,6 +276,16 @@ def test_required_and_range_rules(session: Any, clock: Any) -> None:
     assert "at most 50" in str(exc.value)
 
 
+def test_required_attributes_apply_only_to_roles_that_take_leads(session: Any, clock: Any) -> None:
+    publish_rep_attributes(session, clock)
+    for role in ("admin", "ops"):
+        user = _create(session, clock, role=role, email=f"{role}@example.test", attributes={})
+        assert user.attributes == {}
+    with pytest.raises(accounts.AccountError) as exc:
+        _create(session, clock, role="lead", attributes={})
+    assert _paths(exc) == ["/attributes/years_medical"]
+
+
 def test_without_a_definition_attributes_are_plain_json(session: Any, clock: Any) -> None:
     user = _create(session, clock, attributes={"years_medical": 3, "regions": ["shanghai"]})
     assert user.attributes_version_id is None

@@ -5,6 +5,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from salesmesh.metamodel.models import PackInstall
+from salesmesh.platform.audit import AuditEvent
 from salesmesh.platform.cli import CliState, cli
 from salesmesh.platform.clock import FrozenClock
 from salesmesh.platform.demo import DEMO_PASSWORD, seed_demo
@@ -21,11 +22,15 @@ def test_seed_builds_the_company_once(session: Session, clock: FrozenClock) -> N
     roles = dict(session.execute(select(User.role, func.count()).group_by(User.role)).all())
     assert roles == {"admin": 1, "ops": 1, "lead": 3, "rep": 12}
     assert first.leads == session.scalar(select(func.count()).select_from(Lead)) > 50
-    assert {p for p in session.scalars(select(PackInstall.pack_key))} == {
-        "medical-device-direct",
-        "saas-remote-team",
-    }
-    # every team has its lead; every owned lead belongs to its owner's team; grade-A leads go to seniors
+    assert set(session.scalars(select(PackInstall.pack_key))) == {"medical-device-direct"}
+    # demo people went through the account service: attributes pinned to the published definition
+    reps = list(session.scalars(select(User).where(User.role == "rep")))
+    assert all(r.attributes_version_id is not None and r.attributes["seniority"] for r in reps)
+    assert (
+        session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "user.create"))
+        == 17
+    )
+    # every team has its lead; every owned lead belongs to its owner's team
     for team in session.scalars(select(Team)):
         assert team.lead is not None and team.lead.team_id == team.id
     for lead in session.scalars(select(Lead).where(Lead.owner_id.is_not(None))):
