@@ -6,14 +6,33 @@ from __future__ import annotations
 
 from flask import Blueprint, g, redirect, render_template, url_for
 from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload
 
 from salesmesh.metamodel.models import Definition, DefinitionVersion, PackInstall
 from salesmesh.platform import policy
+from salesmesh.platform.i18n import N_
 from salesmesh.platform.models import Team, User
 from salesmesh.platform.web import db
 from salesmesh.workflows.models import Lead
 
 bp = Blueprint("home", __name__, template_folder="templates")
+
+# Display names (English message ids, translated in the template) of stored codes.
+CHANNEL_NAMES = {
+    "web_form": N_("Web form"),
+    "phone_system": N_("Phone system (400)"),
+    "ad_platform": N_("Ad platform"),
+    "import": N_("Import"),
+    "manual": N_("Entered by hand"),
+}
+STATUS_NAMES = {
+    "new": N_("New"),
+    "contacted": N_("Contacted"),
+    "qualified": N_("Qualified"),
+    "converted": N_("Converted"),
+    "disqualified": N_("Disqualified"),
+    "pooled": N_("In the pool"),
+}
 
 
 @bp.get("/")
@@ -26,7 +45,11 @@ def index():  # type: ignore[no-untyped-def]
     lead_stmt = policy.scope(select(Lead.status, func.count()).group_by(Lead.status), actor, Lead)
     by_status = dict(session.execute(lead_stmt).all())
     recent = session.scalars(
-        policy.scope(select(Lead).order_by(Lead.received_at.desc()).limit(10), actor, Lead)
+        policy.scope(
+            select(Lead).options(joinedload(Lead.owner)).order_by(Lead.received_at.desc()).limit(10),
+            actor,
+            Lead,
+        )
     ).all()
     overview: dict[str, int] = {}
     packs: list[PackInstall] = []
@@ -50,4 +73,6 @@ def index():  # type: ignore[no-untyped-def]
         recent=recent,
         overview=overview,
         packs=packs,
+        channel_names=CHANNEL_NAMES,
+        status_names=STATUS_NAMES,
     )

@@ -32,6 +32,11 @@ def catalogue(locale: str) -> Mapping[str, str]:
     return merged
 
 
+def N_(message: str) -> str:
+    """Mark a message for the catalogue without translating it yet (display names of stored codes)."""
+    return message
+
+
 def gettext(message: str, locale: str, **params: Any) -> str:
     """Translate `message` into `locale` and fill `%(name)s` placeholders."""
     text = catalogue(locale).get(message, message) if locale != "en" else message

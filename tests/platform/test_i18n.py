@@ -8,9 +8,9 @@ import pytest
 from salesmesh.platform.i18n import catalogue, gettext, label, negotiate
 
 ROOT = Path(__file__).resolve().parents[2] / "salesmesh"
-# _("literal") or _('literal') in Python and Jinja; dynamic _(variable) calls are covered by the
-# catalogue entries of the values they take (roles, statuses, channels) checked below.
-CALL = re.compile(r"""(?<![\w.])_\(\s*(?P<q>["'])(?P<msg>(?:\\.|(?!(?P=q)).)*?)(?P=q)""", re.S)
+# _("literal") or _('literal') in Python and Jinja, and N_("literal") marking display names of stored
+# codes; dynamic _(variable) calls are covered by the catalogue entries of the values they take.
+CALL = re.compile(r"""(?<![\w.])N?_\(\s*(?P<q>["'])(?P<msg>(?:\\.|(?!(?P=q)).)*?)(?P=q)""", re.S)
 
 
 def _messages() -> dict[str, str]:
