@@ -185,6 +185,8 @@ def sweep_once(runtime: Runtime, *, batch_size: int | None = None, owner: str | 
     ids = claim_due_timers(
         runtime, limit=batch_size or runtime.settings.sweeper_batch_size, owner=lease_owner
     )
+    if ids:
+        log.info("claimed %d due timers as %s; executing them here", len(ids), lease_owner)
     for chunk in _chunks(ids, INLINE_CHUNK):
         try:
             with runtime.db.session_scope(immediate=True) as session:
@@ -204,6 +206,8 @@ def dispatch_once(runtime: Runtime, *, batch_size: int | None = None, owner: str
     ids = claim_due_timers(runtime, limit=limit, owner=lease_owner)
     for number, chunk in enumerate(_chunks(ids, DISPATCH_CHUNK)):
         runtime.jobs.enqueue_now("platform.run_timers", chunk, lease_owner, job_id=f"timers-{token}-{number}")
+    if ids:
+        log.info("claimed %d due timers as %s; dispatched them to RQ", len(ids), lease_owner)
     return len(ids)
 
 

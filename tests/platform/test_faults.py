@@ -190,6 +190,10 @@ def test_kill_one_of_two_inline_schedulers_mid_batch(
         victim = procs.start("scheduler-1", "scheduler")
         procs.start("scheduler-2", "scheduler")
         _wait_for(lambda: _effects(fault_runtime) >= 60, 40, "the first effects", procs)
+        victim_log = procs.logs / "scheduler-1.log"
+        _wait_for(
+            lambda: "executing them here" in victim_log.read_text(), 20, "the victim to claim a batch", procs
+        )
         procs.kill(victim)
         assert _effects(fault_runtime) < DUE_NOW + DUE_SOON, "everything finished before the kill"
         procs.start("scheduler-3", "scheduler")
