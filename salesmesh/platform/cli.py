@@ -42,6 +42,10 @@ class CliState:
     def runtime(self) -> Runtime:
         if self._runtime is None:
             self._runtime = Runtime(self.settings)
+            # Closing runs in-process jobs the command enqueued (embedded mode) and releases the pool.
+            ctx = click.get_current_context(silent=True)
+            if ctx is not None:
+                ctx.call_on_close(self._runtime.close)
         return self._runtime
 
 

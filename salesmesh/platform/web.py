@@ -44,7 +44,12 @@ def runtime() -> Runtime:
 def db() -> Session:
     """Return the session of the current request (one per request)."""
     if "db_session" not in g:
-        g.db_session = runtime().db.Session()
+        database = runtime().db
+        # On SQLite a deferred transaction that reads and then writes fails at once ("database is
+        # locked") when another writer (the sweeper thread, a job) committed in between; requests that
+        # change things take the write lock up front. A no-op distinction on PostgreSQL.
+        writes = request.method not in ("GET", "HEAD", "OPTIONS")
+        g.db_session = (database.ImmediateSession if writes else database.Session)()
     return g.db_session
 
 
