@@ -84,21 +84,23 @@ def _depth(value: Any, limit: int, level: int = 1) -> bool:
 def parse_json(*, expect: type = dict) -> Any:
     """Parse the request body as JSON within the size and depth limits, or raise ApiError(400/413)."""
     raw = request.get_data(cache=True)
+    limit = runtime().settings.max_json_depth
+    too_deep = ApiError(
+        400, "too_deep", "JSON nesting is too deep", [{"path": "", "message": f"nesting deeper than {limit}"}]
+    )
     if len(raw) > runtime().settings.max_request_bytes:
         raise ApiError(413, "too_large", "request body is too large")
     try:
         body = json.loads(raw or b"null")
+    except RecursionError:
+        # The decoder recurses per nesting level: a body of a few thousand "[" must be a 400, not a 500.
+        raise too_deep from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(
             400, "invalid_json", f"body is not valid JSON: {exc}", [{"path": "", "message": str(exc)}]
         ) from None
-    if not _depth(body, runtime().settings.max_json_depth):
-        raise ApiError(
-            400,
-            "too_deep",
-            "JSON nesting is too deep",
-            [{"path": "", "message": f"nesting deeper than {runtime().settings.max_json_depth}"}],
-        )
+    if not _depth(body, limit):
+        raise too_deep
     if not isinstance(body, expect):
         raise ApiError(
             400,
