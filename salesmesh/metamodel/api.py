@@ -253,7 +253,7 @@ def diff(kind: str, key: str) -> Any:
     numbers = []
     for name in ("from", "to"):
         raw = request.args.get(name, "")
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit()):
             raise ApiError(
                 400,
                 "invalid_query",

@@ -45,6 +45,11 @@ def _render(template: str, code: int = 200, **context: Any) -> Any:
     return render_template(template, short_json=short_json, pretty_json=pretty_json, **context), code
 
 
+def _number(raw: str) -> int | None:
+    """Return a version or lock number typed into a form or query string, or None when it is not one."""
+    return int(raw) if raw.isascii() and raw.isdigit() else None  # "²".isdigit() is True, int("²") fails
+
+
 def _kind_label(name: str) -> dict[str, str]:
     try:
         return get_kind(name).label
@@ -123,7 +128,7 @@ def _detail(kind: str, key: str, *, number: int | None = None, code: int = 200, 
 def detail(kind: str, key: str) -> Any:
     """Show a definition: its versions, the chosen version's JSON, validation errors and diff."""
     raw = request.args.get("v", "")
-    return _detail(kind, key, number=int(raw) if raw.isdigit() else None)
+    return _detail(kind, key, number=_number(raw))
 
 
 def _service_error(exc: versions.DefinitionError) -> str:
@@ -151,7 +156,7 @@ def new_draft(kind: str, key: str) -> Any:
     """Start a draft from an existing version's document."""
     raw = request.form.get("from", "")
     try:
-        source = versions.get_version(db(), current_user(), kind, key, int(raw) if raw.isdigit() else -1)
+        source = versions.get_version(db(), current_user(), kind, key, _number(raw) or -1)
         draft = versions.create_definition_draft(db(), current_user(), source.document, runtime().clock)
     except versions.DefinitionError as exc:
         flash(_service_error(exc), "error")
@@ -176,13 +181,14 @@ def save_draft(kind: str, key: str) -> Any:
         return _back(kind, key)
     try:
         document = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the decoder goes
         problem = [{"path": "", "message": str(exc), "message_zh": str(exc)}]
         flash(_("The text is not valid JSON."), "error")
         return _detail(kind, key, number=draft.number, code=422, editor_text=text, save_errors=problem)
     try:
+        expected = _number(lock)
         versions.update_draft(
-            db(), current_user(), draft.id, document, int(lock) if lock.isdigit() else -1, runtime().clock
+            db(), current_user(), draft.id, document, -1 if expected is None else expected, runtime().clock
         )
     except versions.DefinitionError as exc:
         db().rollback()
