@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
 from salesmesh.metamodel.diff import diff_documents
@@ -232,9 +232,15 @@ def plan_import(session: Session, pack: Pack) -> ImportPlan:
         return ImportPlan(pack.key, pack.version, None, errors, [])
     assert pack.key is not None and pack.version is not None  # the manifest validated
     digest = pack_checksum(pack)
-    already = session.scalar(
-        select(PackInstall.id).where(PackInstall.pack_key == pack.key, PackInstall.checksum == digest)
+    # "Already installed" means it is the pack's latest install: an older version imported again after
+    # an upgrade (a rollback) must be applied, not skipped because it was installed once before.
+    latest = session.scalar(
+        select(PackInstall.checksum)
+        .where(PackInstall.pack_key == pack.key)
+        .order_by(PackInstall.id.desc())
+        .limit(1)
     )
+    already = latest == digest
     idents = {(doc["kind"], doc["key"]) for _f, doc in pack.definitions()}
     candidates = select(Definition).options(selectinload(Definition.versions))
     existing = {
@@ -249,7 +255,7 @@ def plan_import(session: Session, pack: Pack) -> ImportPlan:
         item = PlanItem(upgraded["kind"], upgraded["key"], name, "unchanged", upgraded, checksum(upgraded))
         _classify(item, existing.get((item.kind, item.key)), pack.key, provenance)
         items.append(item)
-    return ImportPlan(pack.key, pack.version, digest, [], items, already_installed=already is not None)
+    return ImportPlan(pack.key, pack.version, digest, [], items, already_installed=already)
 
 
 def apply_import(session: Session, actor: Any, pack: Pack, clock: Clock) -> ImportPlan:
@@ -295,6 +301,11 @@ def apply_import(session: Session, actor: Any, pack: Pack, clock: Clock) -> Impo
         elif item.current_number is not None:
             entry["number"] = item.current_number
         summary["definitions"][ident] = entry
+    # A rollback to content installed before: its earlier install row (unique per pack and checksum) makes
+    # way for this one, which becomes the pack's latest install; the audit log keeps the earlier import.
+    session.execute(
+        delete(PackInstall).where(PackInstall.pack_key == pack.key, PackInstall.checksum == plan.checksum)
+    )
     install = PackInstall(
         pack_key=pack.key,
         version=pack.version or "",

@@ -4,10 +4,12 @@ applied rather than reported as "already installed"."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from salesmesh.metamodel import versions
-from tests.metamodel.pack_samples import calendar_doc
+from salesmesh.metamodel import packs, versions
+from tests.metamodel.pack_samples import calendar_doc, objections_doc, simple_pack, write_pack
 from tests.metamodel.web_auth import bearer, committed_user, csrf_token, sign_in
 
 BASE = "/api/v1/definitions"
@@ -58,3 +60,31 @@ def test_very_deep_json_in_the_draft_editor_is_refused(client, runtime, ops) -> 
     )
     assert response.status_code == 422
     assert "The text is not valid JSON." in response.get_data(as_text=True)
+
+
+def test_reimporting_an_earlier_pack_version_applies_it(tmp_path: Path, session, clock) -> None:  # type: ignore[no-untyped-def]
+    v1 = packs.load_pack(simple_pack(tmp_path / "v1"))
+    packs.apply_import(session, None, v1, clock)
+    v2 = write_pack(
+        tmp_path / "v2",
+        {
+            "definitions/calendar.json": calendar_doc(timezone="UTC"),
+            "definitions/objections.json": objections_doc(),
+        },
+        version="1.1.0",
+    )
+    clock.advance(hours=1)
+    packs.apply_import(session, None, packs.load_pack(v2), clock)
+    clock.advance(hours=1)
+    # Going back to 1.0.0 (a rollback) is a real change: the plan says so and applying it does it.
+    plan = packs.plan_import(session, v1)
+    assert not plan.already_installed
+    assert plan.counts == {"create": 0, "change": 1, "unchanged": 1, "conflict": 0}
+    applied = packs.apply_import(session, None, v1, clock)
+    assert applied.applied
+    assert versions.get_published(session, "calendar", "office-hours").document["timezone"] == "Asia/Shanghai"
+    assert packs.installed_versions(session) == {"test-pack": "1.0.0"}
+    assert packs.build_export(session, None, key="test-pack", clock=clock).version == "1.0.0"
+    # ...and the same pack once more is the no-op it always was.
+    again = packs.apply_import(session, None, v1, clock)
+    assert again.already_installed and not again.applied
