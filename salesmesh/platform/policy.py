@@ -8,11 +8,14 @@ in the tables is denied: an unknown model gives no rows, an unknown action is re
 anonymous (`None`) or deactivated actor. Services that run as the system (CLI, demo seeder, jobs) pass
 `actor=None` and skip the policy explicitly; the policy itself never grants anything to `None`.
 
-The rules, by role (later issues add Customer/Deal rows to `SCOPES` the same way):
+The rules, by role:
 
 - leads: admin/ops all; lead: leads of their team (the lead's `team_id` or the team they lead), leads
   owned by a member of that team, their own, and the open pool; rep: their own plus the open pool
   (status "pooled" with no owner).
+- customers, contacts, deals, activities, tasks: admin/ops all; lead: their team's (the row's `team_id`,
+  an owner in the team, or their own); rep: their own (`owner_id`; a task's owner is its assignee, an
+  activity's the owner of the record it was logged on).
 - users: admin/ops all; lead: themselves and the members of their team; rep: themselves and teammates.
 - teams: every active user sees the list of teams (names appear in routing, pools and boards).
 - definitions, definition versions: admin/ops only. pack installs, audit events: admin only.
@@ -92,10 +95,22 @@ def _owned(actor: User, model: Any) -> ColumnElement[bool]:
     return model.user_id == actor.id
 
 
-# table name → role → rule. A role missing from a row sees nothing of that model. Later record types
-# join the same way, e.g. "deals": {"admin": _all, "ops": _all, "lead": team_records(pool=False), ...}.
+# Business records other than leads: a lead sees their team's, a rep their own, no pool.
+_TEAM_OWNED: Mapping[str, Rule] = {
+    "admin": _all,
+    "ops": _all,
+    "lead": team_records(pool=False),
+    "rep": own_records(pool=False),
+}
+
+# table name → role → rule. A role missing from a row sees nothing of that model.
 SCOPES: dict[str, Mapping[str, Rule]] = {
     "leads": {"admin": _all, "ops": _all, "lead": team_records(pool=True), "rep": own_records(pool=True)},
+    "customers": _TEAM_OWNED,
+    "contacts": _TEAM_OWNED,
+    "deals": _TEAM_OWNED,
+    "activities": _TEAM_OWNED,
+    "tasks": _TEAM_OWNED,
     "users": {"admin": _all, "ops": _all, "lead": _team_users, "rep": _teammates},
     "teams": {"admin": _all, "ops": _all, "lead": _all, "rep": _all},
     "definitions": {"admin": _all, "ops": _all},
@@ -205,6 +220,27 @@ ACTIONS: dict[str, Check] = {
     "token.revoke": _roles_or_owner("admin"),
     "lead.view": _visible,
     "lead.list": _roles("admin", "ops", "lead", "rep"),
+    "lead.convert": _visible,
+    # Record actions: `obj` is the row acted on, or for creation the parent/subject row (the customer a
+    # contact or deal is added to, the lead/customer/deal an activity or task is about).
+    "record.assign": _roles_or_self("admin", "ops", "lead"),  # obj: the User to become the owner
+    "customer.create": _roles("admin", "ops", "lead", "rep"),
+    "customer.view": _visible,
+    "customer.edit": _visible,
+    "customer.list": _roles("admin", "ops", "lead", "rep"),
+    "contact.create": _visible,
+    "contact.view": _visible,
+    "contact.edit": _visible,
+    "contact.list": _roles("admin", "ops", "lead", "rep"),
+    "deal.create": _visible,
+    "deal.view": _visible,
+    "deal.edit": _visible,
+    "deal.list": _roles("admin", "ops", "lead", "rep"),
+    "activity.log": _visible,
+    "activity.list": _roles("admin", "ops", "lead", "rep"),
+    "task.create": _visible,
+    "task.complete": _visible,
+    "task.list": _roles("admin", "ops", "lead", "rep"),
     "definition.view": _roles("admin", "ops"),
     "definition.edit": _roles("admin", "ops"),
     "definition.publish": _roles("admin", "ops"),
