@@ -13,6 +13,7 @@ from functools import update_wrapper
 from typing import Any, TypeVar
 
 import click
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from salesmesh.platform.runtime import Runtime
 from salesmesh.platform.settings import Settings, SettingsError
@@ -22,6 +23,28 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class CliError(click.ClickException):
     """A one-line reason; exits with status 1."""
+
+
+def database_error(exc: DBAPIError) -> str:
+    """Return one line saying why the database refused (and what to do when the schema is missing)."""
+    lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+    reason = lines[0].strip() if lines else type(exc).__name__
+    no_schema = "connect" not in reason and any(m in reason for m in ("no such table", "does not exist"))
+    if isinstance(exc, OperationalError | ProgrammingError) and no_schema:
+        return f"the database has no salesmesh schema yet ({reason}): run `salesmesh db upgrade` first"
+    if isinstance(exc, OperationalError):
+        return f"cannot use the database at SALESMESH_DATABASE_URL: {reason}"
+    return f"the database refused the command: {reason}"
+
+
+class _Root(click.Group):
+    """The root group: a database that is unreachable or has no schema is one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DBAPIError as exc:
+            raise CliError(database_error(exc)) from None
 
 
 class CliState:
@@ -60,7 +83,7 @@ def pass_runtime(fn: F) -> F:
     return update_wrapper(wrapper, fn)  # type: ignore[return-value]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """salesmesh: low-code sales collaboration (settings come from SALESMESH_* variables)."""

