@@ -5,8 +5,9 @@ made) and the development server (embedded mode also starts the in-process job r
 from __future__ import annotations
 
 import click
+from alembic.util import CommandError
 
-from salesmesh.platform.cli import CliState, pass_runtime
+from salesmesh.platform.cli import CliError, CliState, pass_runtime
 from salesmesh.platform.migrate import current_revision, upgrade_database
 from salesmesh.platform.runtime import Runtime
 
@@ -22,7 +23,10 @@ def db_group() -> None:
 def db_upgrade(rt: Runtime, revision: str) -> None:
     """Create or upgrade the schema to the latest revision."""
     rt.settings.instance_path.mkdir(parents=True, exist_ok=True)
-    upgrade_database(rt.settings.database_url, revision)
+    try:
+        upgrade_database(rt.settings.database_url, revision)
+    except CommandError as exc:  # e.g. an unknown --revision, or the migrations folder is missing
+        raise CliError(f"cannot upgrade the schema: {str(exc).splitlines()[0]}") from None
     click.echo(f"database at revision {current_revision(rt.settings.database_url)}")
 
 

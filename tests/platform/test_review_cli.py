@@ -44,3 +44,11 @@ def test_an_unreachable_postgresql_is_one_line(tmp_path: Path, args: tuple[str, 
     settings = Settings(database_url=UNREACHABLE_PG, instance_path=tmp_path, testing=True)
     line = _one_line_error(_invoke(settings, *args))
     assert "cannot use the database" in line and "refused" in line
+
+
+def test_an_unknown_revision_is_one_line(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", instance_path=tmp_path, testing=True
+    )
+    line = _one_line_error(_invoke(settings, "db", "upgrade", "--revision", "nonsense"))
+    assert line == "Error: cannot upgrade the schema: Can't locate revision identified by 'nonsense'"
