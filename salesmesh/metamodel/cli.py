@@ -166,6 +166,9 @@ def export_command(rt: Runtime, key: str | None, export_all: bool, out: Path, as
             pack = packs.export_pack(session, None, out, key=key, as_zip=as_zip, clock=rt.clock)
     except packs.PackExportError as exc:
         raise CliError(str(exc)) from None
+    except OSError as exc:  # nothing is committed: the export's audit event rolls back with it
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(out) else ""
+        raise CliError(f"cannot write {out}: {exc.strerror or exc}{where}") from None
     click.echo(f"Exported {pack.key} {pack.version}: {len(pack.listed_files())} definition(s) to {out}")
 
 

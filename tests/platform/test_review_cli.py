@@ -52,3 +52,18 @@ def test_an_unknown_revision_is_one_line(tmp_path: Path) -> None:
     )
     line = _one_line_error(_invoke(settings, "db", "upgrade", "--revision", "nonsense"))
     assert line == "Error: cannot upgrade the schema: Can't locate revision identified by 'nonsense'"
+
+
+@pytest.mark.parametrize("target", ["blocker/pack", "blocker/pack.zip"])
+def test_an_unwritable_export_target_is_one_line(runtime: Any, tmp_path: Path, target: str) -> None:
+    from salesmesh.metamodel import packs
+    from tests.metamodel.pack_samples import simple_pack
+
+    with runtime.db.session_scope() as s:
+        packs.apply_import(s, None, packs.load_pack(simple_pack(tmp_path / "p")), runtime.clock)
+    (tmp_path / "blocker").write_text("a file where a folder is needed", encoding="utf-8")
+    out = tmp_path / target
+    line = _one_line_error(
+        _invoke(runtime.settings, "pack", "export", "test-pack", "--out", str(out), runtime=runtime)
+    )
+    assert line.startswith(f"Error: cannot write {out}: ")
