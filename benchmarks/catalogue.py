@@ -2,7 +2,7 @@
 
 import importlib
 
-MODULES = ("benchmarks.pack_import",)
+MODULES = ("benchmarks.pack_import", "benchmarks.condition_eval")
 
 
 def load() -> None:

@@ -1,8 +1,9 @@
 """Shared pieces of the semantic checks (the rules a JSON Schema cannot express): helpers that build
-bilingual errors, the bounded-JsonLogic check every kind runs, the safe-regex check, and the reference
-finders that list which other definitions a document names. Checks receive a document that already
-passed its kind's schema. Cross-document references are not checked here (a draft may name a definition
-that is published later); `validation.document_references` exposes them to pack import and publishing.
+bilingual errors, the JsonLogic compile check every kind runs (`conditions.condition_errors`), the
+safe-regex check, and the reference finders that list which other definitions a document names. Checks
+receive a document that already passed its kind's schema. Cross-document references are not checked here
+(a draft may name a definition that is published later); `validation.document_references` exposes them
+to pack import and publishing.
 The per-kind checks live in `semantics_records` and `semantics_process`.
 """
 
@@ -12,6 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from salesmesh.metamodel.conditions import condition_errors
 from salesmesh.metamodel.validation_errors import ValidationError, join_pointer
 
 Check = Callable[[dict[str, Any]], list[ValidationError]]
@@ -66,21 +68,6 @@ def unknown(path: str, value: Any, thing_en: str, thing_zh: str) -> ValidationEr
 # --- conditions --------------------------------------------------------------------------------------
 
 
-def _shape(node: Any) -> tuple[int, int]:
-    """Return (depth, node count) of a JSON value."""
-    depth, count = 0, 0
-    stack = [(node, 1)]
-    while stack:
-        value, level = stack.pop()
-        count += 1
-        depth = max(depth, level)
-        if isinstance(value, dict):
-            stack.extend((v, level + 1) for v in value.values())
-        elif isinstance(value, list):
-            stack.extend((v, level + 1) for v in value)
-    return depth, count
-
-
 def iter_conditions(doc: Any) -> Iterator[tuple[str, Any]]:
     """Yield (JSON pointer, condition) for every JsonLogic condition in a document."""
     stack: list[tuple[Any, tuple[Any, ...]]] = [(doc, ())]
@@ -99,26 +86,13 @@ def iter_conditions(doc: Any) -> Iterator[tuple[str, Any]]:
 
 
 def check_conditions(doc: dict[str, Any]) -> list[ValidationError]:
-    """Check that every JsonLogic condition is of bounded depth and size."""
+    """Check that every JsonLogic condition compiles: known operators, right arities, bounded depth/size."""
     errors: list[ValidationError] = []
     for path, condition in iter_conditions(doc):
-        depth, count = _shape(condition)
-        if depth > MAX_CONDITION_DEPTH:
-            errors.append(
-                err(
-                    path,
-                    f"Condition is nested deeper than {MAX_CONDITION_DEPTH} levels",
-                    f"条件嵌套超过 {MAX_CONDITION_DEPTH} 层",
-                )
-            )
-        elif count > MAX_CONDITION_NODES:
-            errors.append(
-                err(
-                    path,
-                    f"Condition has more than {MAX_CONDITION_NODES} parts",
-                    f"条件的组成部分超过 {MAX_CONDITION_NODES} 个",
-                )
-            )
+        problems = condition_errors(
+            condition, path, max_depth=MAX_CONDITION_DEPTH, max_nodes=MAX_CONDITION_NODES
+        )
+        errors.extend(err(p["path"], p["message"], p["message_zh"]) for p in problems)
     return errors
 
 
