@@ -116,7 +116,7 @@ def convert_lead(
     for key in unknown:
         errors.add(f"/deal/{key}", N_("Unknown field."))
     deal_fields = {"pipeline_key": None, **{k: v for k, v in deal.items() if k in _DEAL_FIELDS}}
-    deal_values = records.prepare_deal(session, actor, errors.nested("/deal"), deal_fields)
+    deal_values = records.prepare_deal(session, errors.nested("/deal"), deal_fields)
     errors.raise_if_any()
     if existing is None:
         records.refuse_duplicate(

@@ -383,9 +383,7 @@ def _pipeline(session: Session, key: Any, errors: Errors) -> DefinitionVersion |
     return version
 
 
-def prepare_deal(
-    session: Session, actor: User | None, errors: Errors, fields: Mapping[str, Any]
-) -> dict[str, Any]:
+def prepare_deal(session: Session, errors: Errors, fields: Mapping[str, Any]) -> dict[str, Any]:
     """Validate deal fields; `pipeline_key` (create only) pins the published pipeline and its deal form."""
     values: dict[str, Any] = {}
     if "pipeline_key" in fields:
@@ -497,7 +495,7 @@ def create_deal(
     }
     if name is not None:
         fields["name"] = name
-    values = prepare_deal(session, actor, errors, fields)
+    values = prepare_deal(session, errors, fields)
     contact = rv.contact_at(session, primary_contact_id, customer.id, "/primary_contact_id", errors)
     owner = _owner(session, actor, owner_id, customer.owner_id, errors)
     errors.raise_if_any()
@@ -539,7 +537,7 @@ def update_deal(
         if v is not UNSET
     }
     errors = Errors()
-    values = prepare_deal(session, actor, errors, given)
+    values = prepare_deal(session, errors, given)
     if primary_contact_id is not UNSET:
         contact = rv.contact_at(session, primary_contact_id, deal.customer_id, "/primary_contact_id", errors)
         values["primary_contact_id"] = contact.id if contact is not None else None
