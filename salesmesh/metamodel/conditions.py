@@ -81,8 +81,11 @@ class Condition:
     def __post_init__(self) -> None:
         if self._value is None or self._test is None:
             built = compile_condition(self.rule)
-            for name in ("rule", "variables", "needs_now", "_value", "_test"):
-                object.__setattr__(self, name, getattr(built, name))
+            object.__setattr__(self, "rule", built.rule)
+            object.__setattr__(self, "variables", built.variables)
+            object.__setattr__(self, "needs_now", built.needs_now)
+            object.__setattr__(self, "_value", built._value)
+            object.__setattr__(self, "_test", built._test)
         # The boolean closure itself becomes the bound `test`: one Python call less per evaluation.
         object.__setattr__(self, "test", self._test)
 
@@ -276,7 +279,7 @@ class _Compiler:
         if not scoped:
             self.variables.add(name)
 
-    def compile(self, rule: Any, path: tuple[Any, ...], scoped: bool) -> Node:
+    def build(self, rule: Any, path: tuple[Any, ...], scoped: bool) -> Node:
         if isinstance(rule, dict):
             return self.operation(rule, path, scoped)
         if isinstance(rule, list):
@@ -284,7 +287,7 @@ class _Compiler:
         return Node(constant(rule), const=rule, make_bool=lambda: constant(truthy(rule)))
 
     def array(self, rule: list[Any], path: tuple[Any, ...], scoped: bool) -> Node:
-        nodes = [self.compile(item, (*path, i), scoped) for i, item in enumerate(rule)]
+        nodes = [self.build(item, (*path, i), scoped) for i, item in enumerate(rule)]
         is_truthy = constant(bool(nodes))
         if all(n.const is not NO for n in nodes):
             items = tuple(n.const for n in nodes)
@@ -310,18 +313,18 @@ class _Compiler:
         if not bounds:
             self.error(path, f"Unknown operator '{op}'", f"未知的运算符“{op}”")
             for arg, arg_path in zip(args, paths, strict=True):
-                self.compile(arg, arg_path, scoped)
+                self.build(arg, arg_path, scoped)
             return DEAD
         low, high = bounds
         if len(args) < low or (high is not None and len(args) > high):
             self._arity_error(path, op, low, high, len(args))
             return DEAD
         if op in _SCOPED:
-            nodes = [self.compile(args[0], paths[0], scoped), self.compile(args[1], paths[1], True)]
+            nodes = [self.build(args[0], paths[0], scoped), self.build(args[1], paths[1], True)]
             if len(args) > 2:
-                nodes.append(self.compile(args[2], paths[2], scoped))
+                nodes.append(self.build(args[2], paths[2], scoped))
         else:
-            nodes = [self.compile(arg, arg_path, scoped) for arg, arg_path in zip(args, paths, strict=True)]
+            nodes = [self.build(arg, arg_path, scoped) for arg, arg_path in zip(args, paths, strict=True)]
         if self.errors:
             return DEAD
         if registered:
@@ -511,13 +514,15 @@ class _Compiler:
         if op == "map":
             return Node(
                 lambda d, now=None: (
-                    [logic(x, now) for x in a] if isinstance(a := items(d, now), list | tuple) else []
+                    [logic(x, now) for x in a] if issubclass(type(a := items(d, now)), list | tuple) else []
                 )
             )
         if op == "filter":
             return Node(
                 lambda d, now=None: (
-                    [x for x in a if check(x, now)] if isinstance(a := items(d, now), list | tuple) else []
+                    [x for x in a if check(x, now)]
+                    if issubclass(type(a := items(d, now)), list | tuple)
+                    else []
                 )
             )
         if op == "reduce":
@@ -525,7 +530,7 @@ class _Compiler:
 
             def reduce(d: Any, now: Any = None) -> Any:
                 acc, seq = initial(d, now), items(d, now)
-                if not isinstance(seq, list | tuple):
+                if not issubclass(type(seq), list | tuple):
                     return acc
                 for x in seq:
                     acc = logic({"current": x, "accumulator": acc}, now)
@@ -536,7 +541,7 @@ class _Compiler:
 
             def all_items(d: Any, now: Any = None) -> bool:
                 seq = items(d, now)
-                if not isinstance(seq, list | tuple) or not seq:
+                if not issubclass(type(seq), list | tuple) or not seq:
                     return False
                 return all(check(x, now) for x in seq)
 
@@ -545,7 +550,7 @@ class _Compiler:
 
         def some_or_none(d: Any, now: Any = None) -> bool:
             seq = items(d, now)
-            if isinstance(seq, list | tuple):
+            if issubclass(type(seq), list | tuple):
                 for x in seq:
                     if check(x, now):
                         return found
@@ -564,7 +569,7 @@ def compile_condition(
     if errors:
         raise ConditionError(errors)
     compiler = _Compiler(base_path)
-    node = compiler.compile(rule, (), False)
+    node = compiler.build(rule, (), False)
     if compiler.errors:
         raise ConditionError(compiler.errors)
     return Condition(

@@ -8,7 +8,9 @@ through `parseFloat`, `cat` through `String()`, `substr` with negative offsets, 
 `None` is JavaScript `null`; tuples count as arrays, any `Mapping` as an object; dates, datetimes and
 `Decimal`s (which come from database rows) behave like their JSON form (an ISO string, a number). The
 domain operators (`days_since`, `hours_since`, `in_region`, `contains_any`) also live here; the compiler
-in `conditions` registers them. Nothing in this module reads attributes of data objects.
+in `conditions` registers them. Nothing in this module reads attributes of data objects: values are
+classified by `type()` and `issubclass` (never `isinstance`, which may ask an object for its
+`__class__`), and only dicts (any `Mapping`), lists, tuples and strings are indexed.
 """
 
 from __future__ import annotations
@@ -48,9 +50,9 @@ def truthy(value: Any) -> bool:
         return value != 0
     if t is float:
         return value == value and value != 0.0
-    if isinstance(value, list | tuple | str):
+    if issubclass(type(value), list | tuple | str):
         return len(value) > 0
-    if isinstance(value, int | float | Decimal):
+    if issubclass(type(value), int | float | Decimal):
         return not math.isnan(value) and value != 0
     return True
 
@@ -66,13 +68,13 @@ def _kind(value: Any) -> tuple[str, Any]:
         return "boolean", value
     if t is int or t is float:
         return "number", value
-    if isinstance(value, bool):
+    if issubclass(type(value), bool):
         return "boolean", bool(value)
-    if isinstance(value, int | float | Decimal):
+    if issubclass(type(value), int | float | Decimal):
         return "number", to_number(value)
-    if isinstance(value, str):
+    if issubclass(type(value), str):
         return "string", str(value)
-    if isinstance(value, date):
+    if issubclass(type(value), date):
         return "string", value.isoformat()
     return "object", value
 
@@ -125,7 +127,7 @@ def to_string(value: Any) -> str:
         return "true" if value else "false"
     if t is int or t is float:
         return number_to_string(value)
-    if isinstance(value, list | tuple):
+    if issubclass(type(value), list | tuple):
         return ",".join("" if item is None else to_string(item) for item in value)
     kind, norm = _kind(value)
     if kind == "object":
@@ -138,7 +140,7 @@ def _to_primitive(value: Any) -> Any:
     kind, norm = _kind(value)
     if kind != "object":
         return norm
-    if isinstance(value, list | tuple):
+    if issubclass(type(value), list | tuple):
         return to_string(value)
     return "[object Object]"
 
@@ -175,15 +177,15 @@ def to_number(value: Any) -> float:
         return 0.0
     if t is str:
         return _string_to_number(value)
-    if isinstance(value, bool):
+    if issubclass(type(value), bool):
         return 1.0 if value else 0.0
-    if isinstance(value, int | float | Decimal):
+    if issubclass(type(value), int | float | Decimal):
         try:
             return float(value)
         except OverflowError:
             return math.inf if value > 0 else -math.inf
     primitive = _to_primitive(value)
-    return _string_to_number(primitive) if isinstance(primitive, str) else to_number(primitive)
+    return _string_to_number(primitive) if issubclass(type(primitive), str) else to_number(primitive)
 
 
 def parse_float(value: Any) -> float:
@@ -276,7 +278,7 @@ def less(a: Any, b: Any) -> bool:
     if (ta is int or ta is float) and (tb is int or tb is float):
         return a < b
     pa, pb = _to_primitive(a), _to_primitive(b)
-    if isinstance(pa, str) and isinstance(pb, str):
+    if issubclass(type(pa), str) and issubclass(type(pb), str):
         return _text_less(pa, pb, False)
     return to_number(pa) < to_number(pb)
 
@@ -291,7 +293,7 @@ def less_equal(a: Any, b: Any) -> bool:
     if (ta is int or ta is float) and (tb is int or tb is float):
         return a <= b
     pa, pb = _to_primitive(a), _to_primitive(b)
-    if isinstance(pa, str) and isinstance(pb, str):
+    if issubclass(type(pa), str) and issubclass(type(pb), str):
         return _text_less(pa, pb, True)
     return to_number(pa) <= to_number(pb)
 
@@ -389,9 +391,9 @@ def op_min(*args: Any) -> int | float:
 
 def op_in(needle: Any, haystack: Any) -> bool:
     """`in`: strict membership in an array, or substring of a (non-empty) string."""
-    if isinstance(haystack, list | tuple):
+    if issubclass(type(haystack), list | tuple):
         return any(strict_eq(needle, item) for item in haystack)
-    if isinstance(haystack, str):
+    if issubclass(type(haystack), str):
         return bool(haystack) and to_string(needle) in haystack
     return False
 
@@ -427,7 +429,7 @@ def op_merge(*args: Any) -> list[Any]:
     """`merge`: flatten the operands one level into a new array."""
     out: list[Any] = []
     for arg in args:
-        if isinstance(arg, list | tuple):
+        if issubclass(type(arg), list | tuple):
             out.extend(arg)
         else:
             out.append(arg)
@@ -452,9 +454,9 @@ def array_index(segment: str) -> int | None:
 def step(node: Any, segment: str) -> Any:
     """Return property `segment` of a JSON value, or MISSING (dict keys, array/string indexes, length)."""
     t = type(node)
-    if t is dict or (t is not str and isinstance(node, Mapping)):
+    if t is dict or (t is not str and issubclass(t, Mapping)):
         return node.get(segment, MISSING)
-    if t is list or t is tuple or t is str or isinstance(node, list | tuple | str):
+    if t is list or t is tuple or t is str or issubclass(t, list | tuple | str):
         index = array_index(segment)
         if index is not None:
             return node[index] if index < len(node) else MISSING
@@ -478,7 +480,7 @@ def lookup(data: Any, segments: tuple[str, ...], default: Any) -> Any:
 
 def split_path(path: Any) -> tuple[str, ...] | None:
     """Split a `var` path value into segments; None means "the whole data" (null, "" or absent)."""
-    if path is None or path is MISSING or (isinstance(path, str) and path == ""):
+    if path is None or path is MISSING or (issubclass(type(path), str) and path == ""):
         return None
     return tuple(to_string(path).split("."))
 
@@ -493,7 +495,7 @@ def get_var(data: Any, path: Any, default: Any = None) -> Any:
 
 def missing_keys(data: Any, args: list[Any]) -> list[Any]:
     """`missing`: the keys (first operand if it is an array, else all operands) that are null or ""."""
-    keys = args[0] if args and isinstance(args[0], list | tuple) else args
+    keys = args[0] if args and issubclass(type(args[0]), list | tuple) else args
     out = []
     for key in keys:
         value = get_var(data, key)
@@ -504,7 +506,7 @@ def missing_keys(data: Any, args: list[Any]) -> list[Any]:
 
 def missing_some(data: Any, need: Any, options: Any) -> list[Any]:
     """`missing_some`: [] when at least `need` of `options` are present, else the missing ones."""
-    if not isinstance(options, list | tuple):
+    if not issubclass(type(options), list | tuple):
         options = [options]
     absent = missing_keys(data, [options])
     if less_equal(need, len(options) - len(absent)):
@@ -523,9 +525,9 @@ def _moment(value: Any) -> datetime | None:
             return datetime.fromisoformat(value)
         except ValueError:
             return None
-    if isinstance(value, datetime):
+    if issubclass(type(value), datetime):
         return value
-    if isinstance(value, date):
+    if issubclass(type(value), date):
         return datetime(value.year, value.month, value.day)
     return None
 
@@ -557,7 +559,7 @@ def in_region(value: Any, regions: Any) -> bool:
     """Tell whether a region code (or an object's `region`) is one of `regions` or inside one ("a/b")."""
     if type(value) is str:
         code = value
-    elif isinstance(value, Mapping):
+    elif issubclass(type(value), Mapping):
         code = value.get("region")
         if type(code) is not str:
             return False
@@ -565,7 +567,7 @@ def in_region(value: Any, regions: Any) -> bool:
         return False
     if type(regions) is str:
         regions = (regions,)
-    elif not isinstance(regions, list | tuple):
+    elif not issubclass(type(regions), list | tuple):
         return False
     for region in regions:
         if (
@@ -579,7 +581,7 @@ def in_region(value: Any, regions: Any) -> bool:
 
 
 def _as_list(value: Any) -> list[Any] | tuple[Any, ...]:
-    if isinstance(value, list | tuple):
+    if issubclass(type(value), list | tuple):
         return value
     return [] if value is None else [value]
 
