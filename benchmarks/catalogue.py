@@ -2,7 +2,7 @@
 
 import importlib
 
-MODULES = ("benchmarks.pack_import", "benchmarks.condition_eval")
+MODULES = ("benchmarks.pack_import", "benchmarks.condition_eval", "benchmarks.form_render")
 
 
 def load() -> None:
