@@ -28,6 +28,7 @@ from salesmesh.platform.web import _, db, runtime
 bp = Blueprint("definitions_ui", __name__, template_folder="templates")
 
 EDITORS = ("admin", "ops")
+APPLY_FORM_OVERHEAD = 4096  # the apply form's other fields (CSRF token, checksum, file name) and headers
 
 
 def short_json(value: Any, limit: int = 80) -> str:
@@ -281,6 +282,20 @@ def preview() -> Any:
     if not plan.ok:
         return _packs_page(422, pack_errors=plan.errors, upload_name=upload.filename)
     payload = base64.b64encode(data).decode("ascii")
+    # The apply form carries the zip back URL-encoded ("+", "/" and "=" take three bytes each): refuse now
+    # what the apply request could not deliver within the request size limit, instead of a bare 413 later.
+    encoded = len(payload) + 2 * sum(payload.count(c) for c in "+/=") + APPLY_FORM_OVERHEAD
+    limit = runtime().settings.max_request_bytes
+    if encoded > limit:
+        too_big = packs.PackError(
+            upload.filename,
+            "",
+            f"this zip is too large to apply from the browser (at most about {limit * 3 // 4 // 1024} KiB); "
+            "import it with `salesmesh pack import` instead",
+            f"此 zip 文件过大，无法在浏览器中应用（上限约 {limit * 3 // 4 // 1024} KiB）；"
+            "请改用 `salesmesh pack import` 导入",
+        )
+        return _packs_page(413, pack_errors=[too_big], upload_name=upload.filename)
     return _packs_page(plan=plan, payload=payload, upload_name=upload.filename)
 
 

@@ -1,14 +1,21 @@
 """Review findings in the definitions store, each pinned by a test that failed before its fix: hostile
-request bodies and query strings answer 4xx (never a 500), and re-importing an older pack version is
-applied rather than reported as "already installed"."""
+request bodies and query strings answer 4xx (never a 500), re-importing an older pack version is
+applied rather than reported as "already installed", and a pack upload whose preview succeeds can also
+be applied (or is refused at the preview, not with a bare 413 afterwards)."""
 
 from __future__ import annotations
 
+import io
+import os
+import re
 from pathlib import Path
 
 import pytest
+from werkzeug.datastructures import FileStorage
+from werkzeug.test import encode_multipart
 
 from salesmesh.metamodel import packs, versions
+from salesmesh.metamodel.packs_io import zip_bytes
 from tests.metamodel.pack_samples import calendar_doc, objections_doc, simple_pack, write_pack
 from tests.metamodel.web_auth import bearer, committed_user, csrf_token, sign_in
 
@@ -88,3 +95,53 @@ def test_reimporting_an_earlier_pack_version_applies_it(tmp_path: Path, session,
     # ...and the same pack once more is the no-op it always was.
     again = packs.apply_import(session, None, v1, clock)
     assert again.already_installed and not again.applied
+
+
+def _upload_with_picture(tmp_path: Path, picture_bytes: int) -> bytes:
+    """A valid pack zip that also carries an incompressible picture (packs may hold non-JSON files)."""
+    root = simple_pack(tmp_path / f"pack-{picture_bytes}")
+    files = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*.json")}
+    files["images/screenshot.png"] = os.urandom(picture_bytes)
+    return zip_bytes(files)
+
+
+def _preview(client, token: str, upload: bytes):  # type: ignore[no-untyped-def]
+    # Encoded in memory: the test client would spool a body this large to a temporary file it never
+    # closes (a ResourceWarning, an error under filterwarnings=error).
+    boundary, body = encode_multipart(
+        {"csrf_token": token, "pack": FileStorage(io.BytesIO(upload), filename="big.zip")}
+    )
+    return client.post("/packs/preview", data=body, content_type=f"multipart/form-data; boundary={boundary}")
+
+
+def test_a_previewed_upload_can_be_applied_or_is_refused_at_preview(  # type: ignore[no-untyped-def]
+    client, runtime, session, make_user, tmp_path: Path
+) -> None:
+    sign_in(client, runtime, committed_user(session, make_user, "admin"))
+    token = csrf_token(client, "/packs")
+    limit = runtime.settings.max_request_bytes
+    # 80% of the request limit uploads fine but would not fit the apply form as base64: refused now.
+    refused = _preview(client, token, _upload_with_picture(tmp_path, limit * 8 // 10))
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 413 and 'data-testid="pack-refused"' in html
+    assert "salesmesh pack import" in html and 'name="payload"' not in html
+    # 60% fits: the preview offers apply, and apply goes through.
+    preview = _preview(client, token, _upload_with_picture(tmp_path, limit * 6 // 10))
+    html = preview.get_data(as_text=True)
+    assert preview.status_code == 200
+
+    def hidden(name: str) -> str:
+        match = re.search(rf'name="{name}" value="([^"]*)"', html)
+        assert match, name
+        return match.group(1)
+
+    form = {
+        "csrf_token": token,
+        "payload": hidden("payload"),
+        "name": "big.zip",
+        "checksum": hidden("checksum"),
+    }
+    applied = client.post("/packs/apply", data=form)
+    assert applied.status_code == 302
+    with runtime.db.Session() as s:
+        assert packs.installed_versions(s) == {"test-pack": "1.0.0"}
