@@ -1,12 +1,15 @@
-"""`salesmesh db upgrade|current|check` and `salesmesh run`: the schema (Alembic is the only way it is
-made) and the development server (embedded mode also starts the in-process job runner and sweeper).
+"""`salesmesh db upgrade|current|verify-audit` and `salesmesh run`: the schema (Alembic is the only way it
+is made), the audit log's hash chain (checked after a restore) and the development server (embedded mode
+also starts the in-process job runner and sweeper).
 """
 
 from __future__ import annotations
 
 import click
 from alembic.util import CommandError
+from sqlalchemy import func, select
 
+from salesmesh.platform.audit import AuditEvent, verify_chain
 from salesmesh.platform.cli import CliError, CliState, pass_runtime
 from salesmesh.platform.migrate import current_revision, upgrade_database
 from salesmesh.platform.runtime import Runtime
@@ -35,6 +38,20 @@ def db_upgrade(rt: Runtime, revision: str) -> None:
 def db_current(rt: Runtime) -> None:
     """Print the schema revision of the database."""
     click.echo(current_revision(rt.settings.database_url) or "(empty)")
+
+
+@db_group.command("verify-audit")
+@pass_runtime
+def db_verify_audit(rt: Runtime) -> None:
+    """Recompute the audit log's hash chain; exit 1 naming the first event that breaks it."""
+    with rt.db.Session() as session:
+        broken = verify_chain(session)
+        events = session.scalar(select(func.count()).select_from(AuditEvent))
+    if broken is not None:
+        raise CliError(
+            f"the audit chain is broken at sequence number {broken} (history edited, deleted or reordered)"
+        )
+    click.echo(f"audit chain intact: {events} event(s)")
 
 
 @click.command("run")

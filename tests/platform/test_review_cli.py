@@ -67,3 +67,20 @@ def test_an_unwritable_export_target_is_one_line(runtime: Any, tmp_path: Path, t
         _invoke(runtime.settings, "pack", "export", "test-pack", "--out", str(out), runtime=runtime)
     )
     assert line.startswith(f"Error: cannot write {out}: ")
+
+
+def test_verify_audit_reports_an_intact_and_a_broken_chain(runtime: Any) -> None:
+    """deployment.md tells operators to check the audit chain after a restore: the command exists."""
+    from sqlalchemy import update
+
+    from salesmesh.platform.audit import AuditEvent, record_event
+
+    with runtime.db.session_scope() as s:
+        for n in range(3):
+            record_event(s, at=runtime.clock.now(), actor_id=None, action="test.event", payload={"n": n})
+    ok = _invoke(runtime.settings, "db", "verify-audit", runtime=runtime)
+    assert ok.exit_code == 0 and ok.output.strip() == "audit chain intact: 3 event(s)"
+    with runtime.db.session_scope() as s:
+        s.execute(update(AuditEvent).where(AuditEvent.seq == 2).values(payload={"n": 99}))
+    line = _one_line_error(_invoke(runtime.settings, "db", "verify-audit", runtime=runtime))
+    assert "broken at sequence number 2" in line
