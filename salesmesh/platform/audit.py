@@ -14,7 +14,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, select, text
+from sqlalchemy import BigInteger, Index, Integer, String, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from salesmesh.platform.db import Base, JSONType, UTCDateTime
@@ -25,6 +25,8 @@ _PG_AUDIT_LOCK = 0x5A1E5A  # advisory lock key shared by every audit writer
 
 class AuditEvent(Base):
     __tablename__ = "audit_events"
+    # Record timelines read the events of one object, newest first.
+    __table_args__ = (Index("ix_audit_events_object", "object_type", "object_id", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), unique=True)

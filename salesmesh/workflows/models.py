@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship, synonym
 
-from salesmesh.platform.audit import AuditEvent
 from salesmesh.platform.db import Base, JSONType, UTCDateTime
 from salesmesh.platform.i18n import N_
 from salesmesh.platform.models import Team, User
@@ -278,7 +277,3 @@ class Task(Base):
     owner_id = synonym("assignee_id")
     assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id])
 
-
-# A record's timeline reads its audit events by object (`salesmesh.workflows.timeline`); the index is
-# declared here, beside the query that needs it, and lives on the audit table.
-Index("ix_audit_events_object", AuditEvent.object_type, AuditEvent.object_id, AuditEvent.at)
