@@ -73,11 +73,6 @@ RULES: list[dict[str, Any]] = [
 ]
 
 
-def _num(lead: dict[str, Any], key: str) -> float | None:
-    value = lead.get(key)
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
 def _hours_since(value: Any, now: datetime) -> float | None:
     if not isinstance(value, str):
         return None
@@ -92,40 +87,37 @@ def _in_region(code: Any, regions: tuple[str, ...]) -> bool:
     return isinstance(code, str) and any(code == r or code.startswith(r + "/") for r in regions)
 
 
-def _between(low: float, value: float | None, high: float) -> bool:
-    return value is not None and low < value < high
-
-
-# The same checks, written by hand: what a Python developer would code for each rule above.
+# The same checks, written by hand against the lead form (numbers are numbers or absent): what a Python
+# developer would code for each rule above.
 HANDWRITTEN: list[Callable[[dict[str, Any], datetime], bool]] = [
     lambda lead, now: lead.get("institution_grade") == "tertiary_a",
     lambda lead, now: lead.get("institution_type") in ("township_health_center", "community_health_center"),
     lambda lead, now: lead.get("institution_type") == "hospital",
-    lambda lead, now: lead.get("institution_type") == "hospital" and (_num(lead, "bed_count") or 0) >= 500,
+    lambda lead, now: lead.get("institution_type") == "hospital" and (lead.get("bed_count") or 0) >= 500,
     lambda lead, now: (
         lead.get("region") in ("beijing", "tianjin", "hebei") or lead.get("channel") == "phone_system"
     ),
     lambda lead, now: bool(lead.get("trial_start_date")),
     lambda lead, now: lead.get("tender_planned") is True,
-    lambda lead, now: 1000000 < (_num(lead, "budget") or 0) <= 5000000,
+    lambda lead, now: 1000000 < (lead.get("budget") or 0) <= 5000000,
     lambda lead, now: (lead.get("customer") or {}).get("grade") in ("tertiary_a", "tertiary_b"),
     lambda lead, now: not lead.get("budget_approved"),
     lambda lead, now: lead.get("channel") == "web_form" and lead.get("campaign") is not None,
-    lambda lead, now: _between(100, _num(lead, "bed_count"), 800),
+    lambda lead, now: 100 < (lead.get("bed_count") or 0) < 800,
     lambda lead, now: "ultrasound" in (lead.get("products") or ()),
     lambda lead, now: bool({"imaging", "ivd"}.intersection(lead.get("products") or ())),
     lambda lead, now: _in_region(lead.get("region"), ("guangdong", "guangxi", "fujian")),
     lambda lead, now: (_hours_since(lead.get("created_at"), now) or 0) < 24,
     lambda lead, now: (
         lead.get("institution_grade") == "tertiary_a"
-        or (lead.get("institution_grade") == "tertiary_b" and (_num(lead, "bed_count") or 0) >= 300)
+        or (lead.get("institution_grade") == "tertiary_b" and (lead.get("bed_count") or 0) >= 300)
     ),
-    lambda lead, now: (_num(lead, "score") or 0) >= (50 if lead.get("channel") == "ad_platform" else 30),
+    lambda lead, now: (lead.get("score") or 0) >= (50 if lead.get("channel") == "ad_platform" else 30),
     lambda lead, now: lead.get("institution_type") != "private_clinic",
     lambda lead, now: (
         lead.get("institution_type") == "hospital"
         and lead.get("tender_planned") is True
-        and (_num(lead, "budget") or 0) >= 200000
+        and (lead.get("budget") or 0) >= 200000
     ),
 ]
 

@@ -11,7 +11,7 @@ operator set is fixed: the standard JsonLogic operators with `json-logic-js` sem
 `register_operator` (`days_since`, `hours_since`, `in_region`, `contains_any` come built in). Common
 shapes (`{"==": [{"var": "x"}, "a"]}`, `{"in": [{"var": "x"}, [...]]}`, `and`/`or` of those) compile to
 specialised closures, and `Condition.test` runs a boolean-only variant of the tree, so a routing rule
-costs about as much as the hand-written check. The SQL subset lives in `conditions_sql`.
+costs about as much as the hand-written check. The SQL subset (`to_sql`) lives in `conditions_sql`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -33,11 +33,13 @@ from salesmesh.metamodel.conditions_ops import truthy
 __all__ = [
     "Condition",
     "ConditionError",
+    "NotCompilable",
     "compile_condition",
     "condition_errors",
     "evaluate",
     "operator_names",
     "register_operator",
+    "to_sql",
     "truthy",
 ]
 
@@ -55,6 +57,10 @@ class ConditionError(Exception):
         summary = f"{first['path'] or '/'}: {first['message']}" if first else "invalid condition"
         more = f" (+{len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
         super().__init__(summary + more)
+
+
+class NotCompilable(ConditionError):
+    """A valid rule that falls outside the SQL subset (see `conditions_sql`); `.errors` names the part."""
 
 
 def pointer(base: str, parts: tuple[Any, ...]) -> str:
@@ -611,6 +617,14 @@ def evaluate(rule: Any, data: Any, *, now: datetime | None = None) -> Any:
         compile_condition(rule)  # not JSON: raises ConditionError naming the offending node
         raise
     return _compiled(canonical)(data, now=now)
+
+
+def to_sql(rule: Any, columns: Mapping[str, Any], *, base_path: str = "") -> Any:
+    """Compile a rule's truthiness into a SQLAlchemy boolean expression (see `conditions_sql.to_sql`)."""
+    # Imported here: conditions_sql builds on this module, and only previews need SQLAlchemy expressions.
+    from salesmesh.metamodel.conditions_sql import to_sql as translate
+
+    return translate(rule, columns, base_path=base_path)
 
 
 register_operator("days_since", ops.days_since, min_args=1, max_args=1, needs_now=True)

@@ -23,17 +23,13 @@ from sqlalchemy import and_, false, func, not_, or_, true
 from sqlalchemy import types as sqltypes
 from sqlalchemy.sql.elements import ColumnElement
 
-from salesmesh.metamodel.conditions import ConditionError, compile_condition, pointer
+from salesmesh.metamodel.conditions import NotCompilable, compile_condition, pointer
 from salesmesh.metamodel.conditions_ops import truthy
 
 __all__ = ["NotCompilable", "to_sql"]
 
 _RELATIONAL = {"<", "<=", ">", ">="}
 _EQUALITY = {"==", "!=", "===", "!=="}
-
-
-class NotCompilable(ConditionError):
-    """A valid rule that falls outside the SQL subset; `.errors` names the pointer of the part."""
 
 
 def _refuse(path: str, en: str, zh: str) -> NotCompilable:

@@ -28,6 +28,7 @@ from sqlalchemy import (
     select,
 )
 
+from salesmesh.metamodel import conditions
 from salesmesh.metamodel.conditions import ConditionError, compile_condition
 from salesmesh.metamodel.conditions_sql import NotCompilable, to_sql
 
@@ -235,6 +236,12 @@ def test_rules_outside_the_subset_name_their_pointer(rule: Any, path: str, messa
     assert error["message_zh"]
     if message is not None:
         assert error["message"] == message
+
+
+def test_to_sql_is_also_reachable_from_the_conditions_module() -> None:
+    assert conditions.NotCompilable is NotCompilable
+    expression = conditions.to_sql({"==": [{"var": "region"}, "beijing"]}, COLUMNS)
+    assert str(expression) == str(to_sql({"==": [{"var": "region"}, "beijing"]}, COLUMNS))
 
 
 def test_invalid_rules_fail_as_compile_errors() -> None:
