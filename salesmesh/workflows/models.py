@@ -15,7 +15,17 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship, synonym
 
 from salesmesh.platform.db import Base, JSONType, UTCDateTime
@@ -277,3 +287,29 @@ class Task(Base):
     owner_id = synonym("assignee_id")
     assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id])
 
+
+class SavedView(Base):
+    """A person's named set of list parameters (filters, sort, search) on one list view.
+
+    `params` holds the accepted URL parameters as {name: [values]}; they are checked again against the
+    view whenever the saved view is opened, so a view edited since then answers with a clear error rather
+    than a wrong list. `shared_with_team` lets the owner's teammates (and their team lead) open it too.
+    Services live in `salesmesh.workflows.saved_views`.
+    """
+
+    __tablename__ = "saved_views"
+    __table_args__ = (
+        UniqueConstraint("user_id", "record_type", "name", name="uq_saved_views_user_type_name"),
+        Index("ix_saved_views_type_user", "record_type", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    record_type: Mapped[str] = mapped_column(String(16))
+    view_key: Mapped[str] = mapped_column(String(80))
+    name: Mapped[str] = mapped_column(String(120))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    shared_with_team: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    user: Mapped[User] = relationship()
