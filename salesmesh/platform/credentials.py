@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from salesmesh.platform.audit import record_event
@@ -29,6 +29,7 @@ from salesmesh.platform.passwords import hash_password, needs_rehash, verify_pas
 # One office behind one address should not lock itself out by one person's typos: the per-address
 # limit is this many times the per-e-mail limit.
 IP_FAILURE_FACTOR = 4
+_PG_LOGIN_LOCK = 0x10C1  # first key of the per-e-mail advisory locks (the two-key space; audit uses one key)
 
 
 def digest(secret: str) -> str:
@@ -115,6 +116,14 @@ def authenticate(
     email_key = normalize_email(email)[:254]
     ip_key = (ip or "unknown")[:64]
     since = now - window
+    if session.get_bind().dialect.name == "postgresql":
+        # Concurrent attempts on one e-mail would all count the failures before any of them records its
+        # own, so a burst of parallel guesses got past the limit. Take turns per e-mail until the caller
+        # commits (a failure) or rolls back; SQLite requests already hold the write lock (BEGIN IMMEDIATE).
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, hashtext(:email))"),
+            {"space": _PG_LOGIN_LOCK, "email": email_key},
+        )
     by_email, first_email = _failures_since(session, LoginAttempt.email, email_key, since)
     by_ip, first_ip = _failures_since(session, LoginAttempt.ip, ip_key, since)
     locked_until = []

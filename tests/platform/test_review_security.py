@@ -1,0 +1,58 @@
+"""Review findings in accounts and access, each pinned by a test that failed before its fix."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from salesmesh.platform import credentials
+from salesmesh.platform.models import User
+from salesmesh.platform.passwords import hash_password
+
+
+def test_parallel_guesses_on_postgresql_cannot_pass_the_login_limit(pg_runtime: Any, clock: Any) -> None:
+    """Ten simultaneous wrong passwords for one e-mail: only the allowed three are even checked."""
+    with pg_runtime.db.session_scope() as s:
+        s.add(
+            User(
+                email="victim@example.test",
+                name="Victim",
+                role="rep",
+                password_hash=hash_password("the right password"),
+                active=True,
+                attributes={},
+                created_at=clock.now(),
+                session_epoch=0,
+            )
+        )
+    outcomes: list[str] = []
+    start = threading.Barrier(10)
+
+    def guess(n: int) -> None:
+        session = pg_runtime.db.Session()
+        start.wait()
+        try:
+            credentials.authenticate(
+                session,
+                "victim@example.test",
+                f"guess number {n}",
+                ip=f"198.51.100.{n}",  # from many addresses: only the per-e-mail limit applies
+                clock=clock,
+                max_failures=3,
+                window_minutes=15,
+            )
+        except credentials.LoginLocked:
+            outcomes.append("locked")
+            session.rollback()
+        except credentials.LoginFailed:
+            outcomes.append("failed")
+            session.commit()  # as the login view does: the failure counts
+        finally:
+            session.close()
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["failed"] * 3 + ["locked"] * 7
