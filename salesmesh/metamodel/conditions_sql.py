@@ -23,7 +23,13 @@ from sqlalchemy import and_, false, func, not_, or_, true
 from sqlalchemy import types as sqltypes
 from sqlalchemy.sql.elements import ColumnElement
 
-from salesmesh.metamodel.conditions import NotCompilable, compile_condition, pointer
+from salesmesh.metamodel.conditions_compiler import (
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_NODES,
+    NotCompilable,
+    build,
+    pointer,
+)
 from salesmesh.metamodel.conditions_ops import truthy
 
 __all__ = ["NotCompilable", "to_sql"]
@@ -83,10 +89,10 @@ class _Translator:
         """Return (True, value) when the part reads no data (evaluated here once), else (False, None)."""
         if not isinstance(rule, dict | list):
             return True, rule
-        condition = compile_condition(rule)
-        if condition.variables or condition.needs_now:
+        node, variables, needs_now = build(rule, "", DEFAULT_MAX_DEPTH, DEFAULT_MAX_NODES)
+        if variables or needs_now:
             return False, None
-        return True, condition(None)
+        return True, node.value(None)
 
     def truth(self, rule: Any, parts: tuple[Any, ...]) -> ColumnElement[bool]:
         """Translate the truthiness of a part."""
@@ -248,5 +254,5 @@ def to_sql(
     rule: Any, columns: Mapping[str, ColumnElement[Any]], *, base_path: str = ""
 ) -> ColumnElement[bool]:
     """Compile a rule's truthiness into a SQLAlchemy boolean expression over `columns` (var path → column)."""
-    compile_condition(rule, base_path=base_path)  # invalid rules fail as they would anywhere else
+    build(rule, base_path, DEFAULT_MAX_DEPTH, DEFAULT_MAX_NODES)  # invalid rules fail as anywhere else
     return _Translator(columns, base_path).truth(rule, ())
