@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -58,27 +58,31 @@ class Condition:
     rule: Any
     variables: frozenset[str] = frozenset()
     needs_now: bool = False
-    _value: Fn | None = field(default=None, repr=False, compare=False)
-    _test: Fn | None = field(default=None, repr=False, compare=False)
+    # (value closure, boolean closure) from compile_condition; without it the rule is compiled here, so
+    # `Condition(rule)` and `dataclasses.replace(condition, rule=...)` give a consistent object.
+    _closures: InitVar[tuple[Fn, Fn] | None] = None
+    _value: Fn = field(init=False, repr=False, compare=False)
+    _test: Fn = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        if self._value is None or self._test is None:
+    def __post_init__(self, _closures: tuple[Fn, Fn] | None) -> None:
+        if _closures is None:
             built = compile_condition(self.rule)
             object.__setattr__(self, "rule", built.rule)
             object.__setattr__(self, "variables", built.variables)
             object.__setattr__(self, "needs_now", built.needs_now)
-            object.__setattr__(self, "_value", built._value)
-            object.__setattr__(self, "_test", built._test)
+            _closures = (built._value, built._test)
+        object.__setattr__(self, "_value", _closures[0])
+        object.__setattr__(self, "_test", _closures[1])
         # The boolean closure itself becomes the bound `test`: one Python call less per evaluation.
-        object.__setattr__(self, "test", self._test)
+        object.__setattr__(self, "test", _closures[1])
 
     def __call__(self, data: Any, *, now: datetime | None = None) -> Any:
         """Evaluate the rule against `data` and return the raw JsonLogic result."""
-        return self._value(data, now)  # type: ignore[misc]
+        return self._value(data, now)
 
     def test(self, data: Any, *, now: datetime | None = None) -> bool:
         """Evaluate the rule against `data` and return its JsonLogic truthiness."""
-        return self._test(data, now)  # type: ignore[misc]  # replaced per instance by __post_init__
+        return self._test(data, now)  # replaced per instance by __post_init__
 
 
 # --- operators ----------------------------------------------------------------------------------------
@@ -121,8 +125,7 @@ def compile_condition(
         rule=copy.deepcopy(rule),
         variables=variables,
         needs_now=needs_now,
-        _value=node.value,
-        _test=node.as_bool(),
+        _closures=(node.value, node.as_bool()),
     )
 
 

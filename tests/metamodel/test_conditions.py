@@ -7,6 +7,7 @@ reach into the attributes of the data it reads. Also the hook into definition va
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import re
@@ -548,6 +549,10 @@ def test_condition_is_a_frozen_copy_of_its_rule() -> None:
     assert built.test({"x": "1"}) is True
     assert built.variables == frozenset({"x"})
     assert built == compile_condition({"==": [{"var": "x"}, 1]})
+    changed = dataclasses.replace(built, rule={"var": "y"})
+    assert changed.variables == frozenset({"y"})
+    assert changed({"y": 5}) == 5 and changed.test({"y": 0}) is False
+    assert "_value" not in repr(built) and "x" in repr(built)
 
 
 # --- no code execution --------------------------------------------------------------------------------
