@@ -20,7 +20,7 @@ from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Flask, g, jsonify, redirect, render_template, request, session, url_for
+from flask import Flask, Response, g, jsonify, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import Forbidden
 
@@ -130,6 +130,14 @@ def init_app(app: Flask, csrf: CSRFProtect) -> None:
     @app.context_processor
     def _auth_helpers() -> dict[str, Any]:
         return {"current_user": current_user}
+
+    @app.after_request
+    def _no_store_for_signed_in(response: Response) -> Response:
+        # Pages of a signed-in user (people, tokens shown once, records) must not be kept by the browser
+        # or a proxy: after sign-out, Back or a shared computer's cache would show them again.
+        if current_user() is not None:
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
 
     @app.errorhandler(CSRFError)
     def _csrf_error(exc: CSRFError) -> Any:

@@ -8,6 +8,7 @@ from typing import Any
 from salesmesh.platform import credentials
 from salesmesh.platform.models import User
 from salesmesh.platform.passwords import hash_password
+from tests.platform.auth_helpers import login
 
 
 def test_parallel_guesses_on_postgresql_cannot_pass_the_login_limit(pg_runtime: Any, clock: Any) -> None:
@@ -56,3 +57,17 @@ def test_parallel_guesses_on_postgresql_cannot_pass_the_login_limit(pg_runtime: 
     for t in threads:
         t.join()
     assert sorted(outcomes) == ["failed"] * 3 + ["locked"] * 7
+
+
+def test_signed_in_pages_are_not_stored_by_the_browser(client: Any, make_user: Any, session: Any) -> None:
+    make_user(email="admin@example.test", role="admin")
+    session.commit()
+    assert login(client, "admin@example.test").status_code == 302
+    for url in ("/", "/people", "/definitions", "/api/v1/leads"):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert response.headers.get("Cache-Control") == "no-store", url
+    # Stylesheets carry no identity: they stay cacheable.
+    stylesheet = client.get("/static/app.css")
+    stylesheet.close()  # a file response: close it, or its file handle leaks
+    assert "no-store" not in stylesheet.headers.get("Cache-Control", "")
