@@ -11,6 +11,7 @@ This module also owns `field_error`, the bilingual error item every account serv
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -84,7 +85,8 @@ def _check_value(spec: Mapping[str, Any], value: Any, path: str) -> list[dict[st
         if isinstance(value, bool) or not isinstance(value, int):
             return [field_error(path, "Must be a whole number.")]
     elif kind == "number":
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        # NaN and infinities ("1e999" in a form, NaN in CLI JSON) are not JSON: PostgreSQL would refuse them.
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             return [field_error(path, "Must be a number.")]
     elif kind == "string":
         if not isinstance(value, str):
@@ -131,6 +133,10 @@ def _check_value(spec: Mapping[str, Any], value: Any, path: str) -> list[dict[st
     return []
 
 
+def _finite(value: Any) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
+
+
 # Roles that take leads: rep attributes describe them, so only their required attributes must be set.
 ROLES_WITH_ATTRIBUTES = ("rep", "lead")
 
@@ -152,9 +158,13 @@ def validate_attributes(
             scalar = (str, int, float, bool)
             if not isinstance(key, str) or not NAME_RE.match(key):
                 errors.append(field_error(path, "Attribute names start with a-z and use a-z, 0-9 and _."))
-            elif isinstance(value, list) and all(isinstance(v, scalar) for v in value) and len(value) <= 100:
+            elif (
+                isinstance(value, list)
+                and all(isinstance(v, scalar) and _finite(v) for v in value)
+                and len(value) <= 100
+            ):
                 clean[key] = list(value)
-            elif value is None or isinstance(value, scalar):
+            elif value is None or (isinstance(value, scalar) and _finite(value)):
                 clean[key] = value
             else:
                 errors.append(field_error(path, "Must be text, a number, true/false or a list of those."))

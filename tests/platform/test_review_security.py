@@ -8,6 +8,7 @@ from typing import Any
 from salesmesh.platform import credentials
 from salesmesh.platform.models import User
 from salesmesh.platform.passwords import hash_password
+from salesmesh.platform.rep_attributes import AttributeSchema, parse_attribute_inputs, validate_attributes
 from tests.platform.auth_helpers import login
 
 
@@ -71,3 +72,16 @@ def test_signed_in_pages_are_not_stored_by_the_browser(client: Any, make_user: A
     stylesheet = client.get("/static/app.css")
     stylesheet.close()  # a file response: close it, or its file handle leaks
     assert "no-store" not in stylesheet.headers.get("Cache-Control", "")
+
+
+def test_rep_attributes_refuse_nan_and_infinity() -> None:
+    """ "1e999" typed into a number field parses as infinity, which no JSON column (or client) accepts."""
+    schema = AttributeSchema(version_id=1, attributes=({"key": "quota", "type": "number", "min": 0},))
+    values, errors = parse_attribute_inputs(schema, {"quota": "1e999"})
+    assert errors == []
+    _clean, errors = validate_attributes(schema, values)
+    assert [e["path"] for e in errors] == ["/attributes/quota"]
+    # Without a published definition (plain values, e.g. `user create --attributes '{"x": NaN}'`).
+    for bad in ({"score": float("nan")}, {"scores": [1.5, float("-inf")]}):
+        clean, errors = validate_attributes(None, bad)
+        assert clean == {} and len(errors) == 1, bad
