@@ -56,7 +56,7 @@ def db_verify_audit(rt: Runtime) -> None:
 
 @click.command("run")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--debug/--no-debug", default=False)
 @click.pass_context
 def run_command(ctx: click.Context, host: str, port: int, debug: bool) -> None:

@@ -84,3 +84,14 @@ def test_verify_audit_reports_an_intact_and_a_broken_chain(runtime: Any) -> None
         s.execute(update(AuditEvent).where(AuditEvent.seq == 2).values(payload={"n": 99}))
     line = _one_line_error(_invoke(runtime.settings, "db", "verify-audit", runtime=runtime))
     assert "broken at sequence number 2" in line
+
+
+def test_run_refuses_a_port_that_does_not_exist(runtime: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Port 99999 used to be served silently on 99999 % 65536 = 34463."""
+    from flask import Flask
+
+    served: list[int] = []
+    monkeypatch.setattr(Flask, "run", lambda self, **kw: served.append(kw["port"]))
+    result = _invoke(runtime.settings, "run", "--port", "99999", runtime=runtime)
+    assert result.exit_code == 2 and "99999 is not in the range 1<=x<=65535" in result.output
+    assert served == []
