@@ -65,7 +65,8 @@ def index():  # type: ignore[no-untyped-def]
             )
             or 0,
         }
-        packs = list(session.scalars(select(PackInstall).order_by(PackInstall.installed_at.desc()).limit(5)))
+        recent_installs = select(PackInstall).order_by(PackInstall.installed_at.desc()).limit(5)
+        packs = list(session.scalars(policy.scope(recent_installs, actor, PackInstall)))  # admin only
     return render_template(
         "home/index.html",
         by_status=by_status,

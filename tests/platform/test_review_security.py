@@ -85,3 +85,23 @@ def test_rep_attributes_refuse_nan_and_infinity() -> None:
     for bad in ({"score": float("nan")}, {"scores": [1.5, float("-inf")]}):
         clean, errors = validate_attributes(None, bad)
         assert clean == {} and len(errors) == 1, bad
+
+
+def test_the_start_page_lists_pack_installs_to_admins_only(
+    app: Any, runtime: Any, make_user: Any, session: Any, tmp_path: Any
+) -> None:
+    """The policy gives pack installs to admins only; the start page used to show them to ops too."""
+    from salesmesh.metamodel import packs
+    from tests.metamodel.pack_samples import simple_pack
+
+    with runtime.db.session_scope() as s:
+        packs.apply_import(s, None, packs.load_pack(simple_pack(tmp_path / "p")), runtime.clock)
+    make_user(email="admin@example.test", role="admin")
+    make_user(email="ops@example.test", role="ops")
+    session.commit()
+    seen = {}
+    for email in ("admin@example.test", "ops@example.test"):
+        browser = app.test_client()
+        login(browser, email)
+        seen[email] = "Installed template packs" in browser.get("/").get_data(as_text=True)
+    assert seen == {"admin@example.test": True, "ops@example.test": False}
