@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, jsonify, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import Forbidden
 
 from salesmesh.platform import credentials
@@ -31,6 +32,8 @@ from salesmesh.platform.web import _, db, runtime, wants_json
 F = TypeVar("F", bound=Callable[..., Any])
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SESSION_KEY = "sid"
+T = TypeVar("T")
+SQLITE_BUSY_SNAPSHOT = 517
 
 
 def current_user() -> User | None:
@@ -81,6 +84,22 @@ def _unauthorized(message: str) -> Any:
     )
 
 
+def _lookup(find: Callable[[], T]) -> T:
+    """Run a credential lookup that may write (last_seen_at, last_used_at, idle revocation).
+
+    A GET reads in a deferred SQLite transaction; when another writer (the sweeper, a job, another request)
+    committed after that read began, SQLite refuses the write at once with SQLITE_BUSY_SNAPSHOT. Start
+    over once on a fresh snapshot instead of answering 500.
+    """
+    try:
+        return find()
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlite_errorcode", None) != SQLITE_BUSY_SNAPSHOT:
+            raise
+        db().rollback()
+        return find()
+
+
 def _load_user(csrf: CSRFProtect) -> Any:
     g.user = None
     g.auth_method = None
@@ -92,7 +111,7 @@ def _load_user(csrf: CSRFProtect) -> Any:
         scheme, _sep, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             return _unauthorized("Authorization must be 'Bearer <token>'")
-        token, touched = credentials.resolve_api_token(db(), value.strip(), clock=rt.clock)
+        token, touched = _lookup(lambda: credentials.resolve_api_token(db(), value.strip(), clock=rt.clock))
         if token is None:
             return _unauthorized("invalid or revoked API token")
         if touched:
@@ -102,8 +121,10 @@ def _load_user(csrf: CSRFProtect) -> Any:
         return None
     secret = session.get(SESSION_KEY)
     if isinstance(secret, str):
-        row, touched = credentials.resolve_session(
-            db(), secret, clock=rt.clock, idle_minutes=rt.settings.session_idle_minutes
+        row, touched = _lookup(
+            lambda: credentials.resolve_session(
+                db(), secret, clock=rt.clock, idle_minutes=rt.settings.session_idle_minutes
+            )
         )
         if touched:
             # Nothing else has happened in this request yet; committing here keeps last_seen_at (or

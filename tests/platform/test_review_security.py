@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+
 from salesmesh.platform import credentials
 from salesmesh.platform.models import User
 from salesmesh.platform.passwords import hash_password
@@ -105,3 +107,39 @@ def test_the_start_page_lists_pack_installs_to_admins_only(
         login(browser, email)
         seen[email] = "Installed template packs" in browser.get("/").get_data(as_text=True)
     assert seen == {"admin@example.test": True, "ops@example.test": False}
+
+
+@pytest.mark.parametrize("credential", ["cookie", "token"])
+def test_a_write_committed_during_the_identity_lookup_is_not_a_500(
+    app: Any, runtime: Any, make_user: Any, session: Any, clock: Any, credential: str
+) -> None:
+    """SQLite: a GET reads in a deferred transaction; when it then moves last_seen_at / last_used_at after
+    another writer (the sweeper, another request) committed, SQLite refuses ("database is locked")."""
+    from sqlalchemy import event
+
+    from salesmesh.platform.audit import record_event
+    from tests.metamodel.web_auth import bearer, sign_in
+
+    user = make_user(email="rep@example.test", role="rep")
+    session.commit()
+    browser = app.test_client()
+    headers = bearer(runtime, user) if credential == "token" else {}
+    if credential == "cookie":
+        sign_in(browser, runtime, user)
+    clock.advance(hours=1)  # the next request moves last_seen_at / last_used_at
+    table = "user_sessions" if credential == "cookie" else "api_tokens"
+    interleaved: list[str] = []
+
+    def another_writer_commits_first(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        if statement.startswith(f"UPDATE {table}") and not interleaved:
+            interleaved.append(statement)
+            with runtime.db.session_scope() as other:
+                record_event(other, at=clock.now(), actor_id=None, action="test.interleaved", payload={})
+
+    event.listen(runtime.db.engine, "before_cursor_execute", another_writer_commits_first)
+    try:
+        response = browser.get("/api/v1/leads", headers=headers)
+    finally:
+        event.remove(runtime.db.engine, "before_cursor_execute", another_writer_commits_first)
+    assert interleaved, "the request did not touch its credential"
+    assert response.status_code == 200
