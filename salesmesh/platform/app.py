@@ -44,15 +44,19 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     web.init_app(app)
     csrf.init_app(app)
 
+    from salesmesh.forms import web as forms_web
     from salesmesh.metamodel import api as definitions_api
     from salesmesh.metamodel import views as definitions_views
     from salesmesh.platform import auth, auth_views, home_views
-    from salesmesh.workflows import lead_api
+    from salesmesh.workflows import lead_api, myday, record_views
 
+    forms_web.init_app(app)  # the "forms/fields.html" macros, importable from every template
     auth.init_app(app, csrf)
     app.register_blueprint(home_views.bp)
     app.register_blueprint(auth_views.bp)
     app.register_blueprint(definitions_api.bp)
     app.register_blueprint(definitions_views.bp)
     app.register_blueprint(lead_api.bp)
+    app.register_blueprint(record_views.bp)
+    app.register_blueprint(myday.bp)
     return app
