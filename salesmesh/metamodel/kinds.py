@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from salesmesh.metamodel import semantics, semantics_process, semantics_records
+from salesmesh.metamodel import semantics, semantics_process, semantics_records, semantics_views
 from salesmesh.metamodel.fastcheck import Check, compile_check
 from salesmesh.metamodel.validation_errors import ValidationError
 
@@ -223,6 +223,16 @@ def _register_builtins() -> None:
                 references=semantics.REFERENCES.get(name),
             )
         )
+    register_kind(
+        Kind(
+            name="list_view",
+            schema_version=1,
+            label={"en": "List view", "zh": "列表视图"},
+            schema=load_schema("list_view.json"),
+            semantic_checks=(semantics_views.check_list_view, semantics.check_conditions),
+            references=semantics_views.list_view_refs,
+        )
+    )
 
 
 _register_builtins()

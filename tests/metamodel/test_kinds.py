@@ -119,6 +119,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "scoring": _doc(
         "scoring", "heat", signals=[{"event": "email_open", "points": 2}], thresholds={"warm": 10, "hot": 30}
     ),
+    "list_view": _doc("list_view", "all-leads", record_type="lead", columns=[{"field": "name"}]),
 }
 
 
@@ -470,6 +471,15 @@ BROKEN: list[tuple[str, str, Callable[[dict[str, Any]], None], str]] = [
         "/leaderboard/period",
     ),
     ("scoring", "points not a number", _set("/signals/0/points", "2"), "/signals/0/points"),
+    # list_view (more in test_list_view_kind.py)
+    ("list_view", "unknown field", _set("/columns/0/field", "nickname"), "/columns/0/field"),
+    ("list_view", "no columns", _set("/columns", []), "/columns"),
+    (
+        "list_view",
+        "operator unfit for the field",
+        _set("/filters", [{"key": "s", "field": "status", "operator": "contains", "label": L}]),
+        "/filters/0/operator",
+    ),
 ]
 
 
