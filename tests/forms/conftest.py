@@ -67,3 +67,13 @@ def forms_app(app):  # type: ignore[no-untyped-def]
 
     init_app(app)
     return app
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict, chromium_path: str) -> dict:
+    """Drive Debian's chromium (as tests/browser does; nothing is downloaded)."""
+    return {
+        **browser_type_launch_args,
+        "executable_path": chromium_path,
+        "args": ["--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-sync"],
+    }

@@ -12,15 +12,15 @@
   function truthy(v) { return Array.isArray(v) ? v.length > 0 : !!v; }
 
   function lookup(data, path, fallback) {
+    if (fallback === undefined) fallback = null;
     if (path === null || path === undefined || path === "") return data;
     var parts = String(path).split("."), cur = data;
     for (var i = 0; i < parts.length; i++) {
-      if (cur === null || typeof cur !== "object" || !Object.prototype.hasOwnProperty.call(cur, parts[i])) {
-        return fallback === undefined ? null : fallback;
-      }
+      if (cur === null || cur === undefined || typeof cur !== "object") return fallback;
+      if (!Object.prototype.hasOwnProperty.call(cur, parts[i])) return fallback;
       cur = cur[parts[i]];
     }
-    return cur === null || cur === undefined ? (fallback === undefined ? null : fallback) : cur;
+    return cur === undefined ? fallback : cur;
   }
 
   function evaluate(rule, data) {
@@ -33,7 +33,8 @@
     switch (op) {
       case "var": return lookup(data, arg(0), args.length > 1 ? arg(1) : null);
       case "missing":
-        var names = Array.isArray(args[0]) ? arg(0) : args.map(function (a) { return evaluate(a, data); });
+        var given = args.map(function (a) { return evaluate(a, data); });
+        var names = Array.isArray(given[0]) ? given[0] : given;
         return names.filter(function (n) { var x = lookup(data, n, null); return x === null || x === ""; });
       case "and":
         for (i = 0; i < args.length; i++) { v = arg(i); if (!truthy(v)) return v; }
@@ -42,6 +43,7 @@
         for (i = 0; i < args.length; i++) { v = arg(i); if (truthy(v)) return v; }
         return v;
       case "if":
+      case "?:":
         for (i = 0; i + 1 < args.length; i += 2) { if (truthy(arg(i))) return arg(i + 1); }
         return args.length % 2 ? arg(args.length - 1) : null;
       case "!": return !truthy(arg(0));
