@@ -48,7 +48,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     from salesmesh.metamodel import api as definitions_api
     from salesmesh.metamodel import views as definitions_views
     from salesmesh.platform import auth, auth_views, home_views
-    from salesmesh.workflows import lead_api, myday, record_views
+    from salesmesh.workflows import lead_api, list_views, myday, record_views
 
     forms_web.init_app(app)  # the "forms/fields.html" macros, importable from every template
     auth.init_app(app, csrf)
@@ -57,6 +57,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     app.register_blueprint(definitions_api.bp)
     app.register_blueprint(definitions_views.bp)
     app.register_blueprint(lead_api.bp)
+    app.register_blueprint(list_views.bp)
     app.register_blueprint(record_views.bp)
     app.register_blueprint(myday.bp)
     return app
