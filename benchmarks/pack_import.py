@@ -5,7 +5,7 @@ with the compiled schemas, semantic and reference checks, dry-run plan, definiti
 versions, hash-chained audit events, the pack install row) → commit, into an empty SQLite (WAL) database.
 Baseline: read the same files, `json.loads` each one and INSERT the same `definitions` and
 `definition_versions` rows with plain SQL in one transaction. Both start from empty tables (reset
-untimed before each call). Sizes: S = the shipped medical-device pack (19 definitions), M = that pack
+untimed before each call). Sizes: S = the shipped medical-device pack (21 definitions), M = that pack
 plus 100 generated definitions, L = plus 400.
 """
 

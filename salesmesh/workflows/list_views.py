@@ -38,8 +38,6 @@ TITLES = {
     "activity": N_("Activities"),
     "task": N_("Tasks"),
 }
-# Multi-value filters with up to this many options show checkboxes; longer lists a multiple select.
-MAX_CHECKBOXES = 8
 
 
 # --- parsing and loading -----------------------------------------------------------------------------
@@ -79,12 +77,12 @@ class Header:
     label: Any
     sort_url: str | None
     aria_sort: str | None
-    numeric: bool
+    kind: str  # CSS class of the column's cells: num, when, choice or text
 
 
 @dataclass(frozen=True)
 class Control:
-    """One input of the filter bar; `kind` picks the markup: toggle, select, checks, multi, range, input."""
+    """One input of the filter bar; `kind` picks the markup: toggle, select, checks, range or input."""
 
     spec: FilterSpec
     kind: str
@@ -103,9 +101,22 @@ def _headers(view: ListView, params: ListParams) -> list[Header]:
         if column.sortable:
             ascending_now = sorted_here and current is not None and not current[1]
             url = _url(view, params.pairs, sort=("-" if ascending_now else "") + column.field.name, page=None)
-        numeric = column.field.type in (sv.NUMBER, sv.MONEY)
-        out.append(Header(column.label, url, aria, numeric))
+        out.append(Header(column.label, url, aria, _cell_kind(column.field)))
     return out
+
+
+def _cell_kind(f: Any) -> str:
+    if f.type in (sv.NUMBER, sv.MONEY):
+        return "num"
+    if f.type in (sv.DATE, sv.DATETIME):
+        return "when"
+    # Statuses, stages, lights and activity types show as badges; form choices as plain text.
+    return "choice" if f.type == sv.CHOICE and not f.is_data else "text"
+
+
+def _code(value: Any) -> str:
+    """Return a stored code usable in a CSS class (badge colours), or ""."""
+    return value if isinstance(value, str) and value.isascii() and value.replace("_", "").isalnum() else ""
 
 
 def _input_type(spec: FilterSpec) -> str:
@@ -127,7 +138,7 @@ def _controls(view: ListView) -> list[Control]:
         elif spec.operator == "between":
             kind = "range"
         elif spec.operator == "in" and options:
-            kind = "checks" if len(options) <= MAX_CHECKBOXES else "multi"
+            kind = "checks"
         elif options:
             kind = "select"
         else:
@@ -177,6 +188,7 @@ def _render(record_type: str, key: str | None) -> Any:
             "id": row.id,
             "link": row_link(record_type, row),
             "cells": [display_value(c.field, row.values.get(c.field.name), locale) for c in view.columns],
+            "codes": [_code(row.values.get(c.field.name)) for c in view.columns],
         }
         for row in page.rows
     ]

@@ -102,7 +102,7 @@ def _newcomer_path(env: dict[str, str], database_url: str) -> None:
     second = _sh(env, "pack", "import", str(ROOT / "packs" / "medical-device-direct"), "--yes")
     assert second.returncode == 0, second.stderr
     with engine.connect() as conn:
-        assert conn.scalar(select(func.count()).select_from(DefinitionVersion)) == published == 19
+        assert conn.scalar(select(func.count()).select_from(DefinitionVersion)) == published == 21
     engine.dispose()
     assert "created" in first.stdout and "nothing" in (second.stdout + second.stderr).lower()
     listed = _sh(env, "definition", "list")

@@ -71,7 +71,7 @@ def test_default_view_renders_accessibly_and_scoped(as_user: Any, client: Any, w
     assert "Test leads" in html and "Hospital 0 of rep_a1" in html and "Hospital 1 of rep_a1" in html
     assert "rep_b1" not in html  # another team's lead
     assert html.count('<th scope="col"') == len(LEAD_VIEW["columns"])
-    assert html.count('<th scope="row">') == 2
+    assert html.count('<th scope="row"') == 2
     assert 'aria-sort="descending"' in html  # the default sort: received_at desc
     for control_id in ("list-q", "f-grade", "f-min_beds", "f-name", "f-mine"):
         assert f'for="{control_id}"' in html and f'id="{control_id}"' in html
