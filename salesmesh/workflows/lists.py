@@ -14,7 +14,7 @@ Filter operators are the fixed set of `semantics_views.OPERATORS`.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -345,26 +345,27 @@ class _Query:
                 parts.append(self.condition(f, "lte", high))
             return and_(true(), *parts)
         if day_field and isinstance(value, dt.date):
+            # A date compared with a moment means the whole day: [start of the day, start of the next).
             start, end = self._bounds(f, value, end=False), self._bounds(f, value, end=True)
-            clauses = {
-                "eq": and_(col >= start, col < end),
-                "ne": or_(col.is_(None), col < start, col >= end),
-                "lt": col < start,
-                "lte": col < end,
-                "gt": col >= end,
-                "gte": col >= start,
+            day_clauses: dict[str, Callable[[], ColumnElement[bool]]] = {
+                "eq": lambda: and_(col >= start, col < end),
+                "ne": lambda: or_(col.is_(None), col < start, col >= end),
+                "lt": lambda: col < start,
+                "lte": lambda: col < end,
+                "gt": lambda: col >= end,
+                "gte": lambda: col >= start,
             }
-            return clauses[operator]
+            return day_clauses[operator]()
         value = self._scalar(f, value)
-        clauses = {
-            "eq": col == value,
-            "ne": or_(col.is_(None), col != value),
-            "lt": col < value,
-            "lte": col <= value,
-            "gt": col > value,
-            "gte": col >= value,
+        clauses: dict[str, Callable[[], ColumnElement[bool]]] = {
+            "eq": lambda: col == value,
+            "ne": lambda: or_(col.is_(None), col != value),
+            "lt": lambda: col < value,
+            "lte": lambda: col <= value,
+            "gt": lambda: col > value,
+            "gte": lambda: col >= value,
         }
-        return clauses[operator]
+        return clauses[operator]()
 
     def search(self, q: str) -> ColumnElement[bool]:
         pattern = f"%{escape_like(q)}%"

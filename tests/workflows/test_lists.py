@@ -223,6 +223,63 @@ def test_form_data_columns_sort_by_type(session: Any, people: dict[str, Any], le
     assert names(session, admin, sort="owner")[:3] == ["Alpha hospital", "Beta clinic", "Gamma 50% centre"]
 
 
+BOOL_VIEW = compile_view(
+    doc(
+        LEAD_VIEW,
+        key="bools",
+        columns=[
+            {"field": "name", "sortable": True},
+            {"field": "data.trial", "label": {"en": "Trial", "zh": "试用"}, "type": "boolean"},
+        ],
+        filters=[
+            {"key": "trial", "field": "data.trial", "operator": "eq", "label": {"en": "Trial", "zh": "试用"}},
+            {
+                "key": "no_city",
+                "field": "data.city",
+                "operator": "is_empty",
+                "label": {"en": "No city", "zh": "无城市"},
+            },
+            {
+                "key": "not_grade",
+                "field": "data.grade",
+                "operator": "ne",
+                "label": {"en": "Not grade", "zh": "非等级"},
+            },
+            {"key": "team", "field": "team", "operator": "my_team", "label": {"en": "Team", "zh": "团队"}},
+        ],
+        sort=[{"field": "name"}],
+    )
+)
+
+
+def test_boolean_empty_and_not_equal_filters_on_form_data(
+    session: Any, people: dict[str, Any], leads: dict[str, Any]
+) -> None:
+    admin = people["admin"]
+    leads["Alpha hospital"].data = {**leads["Alpha hospital"].data, "trial": True}
+    leads["Beta clinic"].data = {**leads["Beta clinic"].data, "trial": False}
+    session.flush()
+    assert names(session, admin, BOOL_VIEW, trial="true") == ["Alpha hospital"]
+    assert names(session, admin, BOOL_VIEW, trial="false") == ["Beta clinic"]
+    assert names(session, admin, BOOL_VIEW, no_city="1") == [
+        "Epsilon hospital",
+        "Gamma 50% centre",
+        "Zeta pooled",
+    ]
+    # "not secondary" keeps the rows without a grade at all.
+    assert names(session, admin, BOOL_VIEW, not_grade="secondary") == [
+        "Alpha hospital",
+        "Delta_x hospital",
+        "Epsilon hospital",
+        "Zeta pooled",
+    ]
+    assert names(session, people["lead_b"], BOOL_VIEW, team="1") == ["Epsilon hospital"]
+    with pytest.raises(ListQueryError):
+        params(BOOL_VIEW, trial="yes")
+    trial = BOOL_VIEW.column("data.trial").field
+    assert display_value(trial, True, "zh") == "是" and display_value(trial, False, "en") == "No"
+
+
 def test_sort_is_stable_across_pages(
     session: Any, clock: Any, people: dict[str, Any], make_lead: Any
 ) -> None:
@@ -503,5 +560,7 @@ def test_engine_on_postgresql(pg_runtime: Any, clock: Any) -> None:
         assert names(s, admin, q="100%") == ["Big 100%"]
         assert names(s, admin, q="l_o") == ["Small_one"]
         assert names(s, admin, q="big") == ["Big 100%"]  # ILIKE: case-insensitive
+        assert names(s, admin, BOOL_VIEW, not_grade="secondary") == ["Big 100%", "Nothing"]
+        assert names(s, admin, BOOL_VIEW, no_city="1") == ["Big 100%", "Mid", "Nothing", "Small_one"]
         assert sorted(names(s, rep)) == ["Big 100%", "Mid", "Small_one"]
         assert names(s, rep, q="nothing") == []
