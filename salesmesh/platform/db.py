@@ -39,6 +39,7 @@ MODEL_MODULES = (
     "salesmesh.metamodel.models",
     "salesmesh.metamodel.versions",
     "salesmesh.workflows.models",
+    "salesmesh.workflows.routing_models",
 )
 
 

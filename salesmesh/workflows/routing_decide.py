@@ -1,0 +1,401 @@
+"""The routing decision itself, as a pure function of a plan, a lead and a snapshot of the reps.
+
+`decide(plan, rule, trace, reps, ...)` takes the rule the lead matched (or None), a `RepState` per rep
+(attributes, team, availability, and the counts that matter: open leads, leads routed today in total and
+per rule, stale/total leads in the freshness window) and the round-robin positions, and returns an
+`Outcome`: who gets the lead (or which pool, or nobody and why) plus the explanation. No database, no
+clock: `route_lead` feeds it a snapshot read in one query, the what-if simulator feeds it an in-memory
+state it advances itself, and the `routing_eval` benchmark times it.
+
+Candidates, in this order: role (silently: admins and ops are never candidates), team, the candidate
+filter (a mismatch is listed compactly under `not_matching`), then the hard exclusions — deactivated,
+away (`unavailable_until` in the future), in claim cooldown, over the rule's daily cap, over the rep's
+`daily_capacity`, zero weight — and two soft ones that only apply while someone else is left:
+outside working hours (the rep's own calendar, attribute `calendar`, else the routing's SLA calendar)
+and freshness balancing (a stale lead skips reps whose stale share in the window would pass
+`max_stale_share`). When a soft exclusion would remove everybody it is relaxed and the explanation says
+so: a lead that arrives at night still goes to the next rep, and the SLA counts working time.
+
+Strategies: `round_robin` takes the first eligible rep after the rule's last one in id order (wrapping);
+`least_loaded` the fewest open leads, then the fewest from this rule today; `weighted` the smallest
+(routed today from this rule + 1) / weight, so a weight-2 rep gets two leads for every one of a weight-1
+rep; ties always fall to the round-robin order, so equals take turns. A rule whose candidates are all
+excluded hands the lead to the fallback; when the fallback finds nobody the lead stays unassigned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from salesmesh.metamodel.conditions import Condition, ConditionError
+from salesmesh.platform.i18n import N_
+from salesmesh.workflows.routing_plan import Assignment, RoutingPlan
+
+OPEN_STATUSES = ("new", "contacted", "qualified")
+
+# Display names of the reason codes stored in explanations (English message ids).
+REASON_NAMES = {
+    "deactivated": N_("Deactivated"),
+    "away": N_("Away"),
+    "claim_cooldown": N_("In claim cooldown"),
+    "over_rule_cap": N_("Reached the rule's daily cap"),
+    "over_daily_capacity": N_("Reached their daily capacity"),
+    "zero_weight": N_("Weight 0"),
+    "outside_working_hours": N_("Outside working hours"),
+    "stale_share": N_("Already has enough stale leads"),
+    "no_rule_matched": N_("No rule matched"),
+    "no_candidate": N_("Nobody could take it"),
+}
+RESULT_NAMES = {
+    "matched": N_("Matched"),
+    "no_match": N_("Did not match"),
+    "disabled": N_("Disabled"),
+    "error": N_("Could not be evaluated"),
+}
+STRATEGY_NAMES = {
+    "round_robin": N_("Round robin"),
+    "least_loaded": N_("Least loaded"),
+    "weighted": N_("Weighted"),
+    "pool": N_("To a pool"),
+}
+OUTCOME_NAMES = {"assigned": N_("Assigned"), "pooled": N_("Put in a pool"), "unassigned": N_("Unassigned")}
+
+
+@dataclass
+class RepState:
+    """What routing knows about one rep at decision time."""
+
+    id: int
+    name: str
+    role: str
+    team_id: int | None
+    team_key: str | None
+    active: bool
+    attributes: Mapping[str, Any]
+    daily_capacity: int | None = None
+    unavailable_until: datetime | None = None
+    email: str = ""
+    open_leads: int | None = None  # None: not loaded (no least-loaded strategy involved)
+    today_total: int = 0
+    today_scope: dict[str, int] = field(default_factory=dict)
+    window_total: int = 0
+    window_stale: int = 0
+    _data: tuple[int, dict[str, Any]] | None = field(default=None, repr=False)
+
+    def filter_data(self, defaults: Mapping[str, Any]) -> dict[str, Any]:
+        """Return what candidate filters read: the attributes (with defaults) plus the reserved names."""
+        cached = self._data
+        if cached is not None and cached[0] == id(defaults):
+            return cached[1]
+        attrs = {**defaults, **self.attributes}
+        data = {
+            **attrs,
+            "id": self.id,
+            "role": self.role,
+            "name": self.name,
+            "email": self.email,
+            "active": self.active,
+            "team": self.team_key,
+            "rep": attrs,
+            "user": {"id": self.id, "role": self.role, "team": self.team_key, "name": self.name},
+        }
+        self._data = (id(defaults), data)
+        return data
+
+
+@dataclass
+class Outcome:
+    outcome: str  # assigned | pooled | unassigned
+    assignment: Assignment  # the rule or fallback that decided
+    rule_key: str | None
+    used_fallback: bool
+    owner: RepState | None
+    pool: str | None
+    reason: str | None
+    position_before: int | None
+    explanation: dict[str, Any]
+    # Exclusion counts of every attempt, for the simulator: {reason: [user ids]}.
+    exclusions: dict[str, list[int]] = field(default_factory=dict)
+    eligible_ids: tuple[int, ...] = ()
+
+
+def _test(condition: Condition, data: Mapping[str, Any], now: datetime) -> bool:
+    try:
+        return condition.test(data, now=now)
+    except ConditionError:
+        return False
+
+
+def _rotation(last: int | None) -> Any:
+    if last is None:
+        return lambda rep: (0, rep.id)
+    return lambda rep: (0 if rep.id > last else 1, rep.id)
+
+
+def _in_hours(plan: RoutingPlan, rep: RepState, now: datetime) -> bool:
+    own = rep.attributes.get("calendar")
+    calendar = plan.calendars.get(own) if isinstance(own, str) else None
+    calendar = calendar or plan.calendar
+    return calendar is None or calendar.is_working(now)
+
+
+@dataclass
+class _Attempt:
+    chosen: RepState | None
+    record: dict[str, Any]
+    excluded: dict[str, list[int]]
+    eligible_ids: tuple[int, ...]
+
+
+def _attempt(
+    plan: RoutingPlan,
+    a: Assignment,
+    reps: Sequence[RepState],
+    *,
+    facts: Mapping[str, Any],
+    positions: Mapping[str, int],
+    now: datetime,
+    lead_age_seconds: float,
+    cooldown: Collection[int],
+    explain: bool,
+) -> _Attempt:
+    scope = a.scope
+    defaults = plan.attribute_defaults
+    weighted = a.strategy == "weighted"
+    eligible: list[tuple[RepState, float | None]] = []
+    excluded: dict[str, list[int]] = {}
+    records: list[dict[str, Any]] = []
+    not_team: list[int] = []
+    not_filter: list[int] = []
+    for rep in reps:
+        if rep.role not in a.roles:
+            continue
+        if a.teams is not None and rep.team_key not in a.teams:
+            not_team.append(rep.id)
+            continue
+        data = rep.filter_data(defaults)
+        if a.filter_reads_lead:
+            data = {**data, "lead": facts}
+        if a.filter is not None and not _test(a.filter, data, now):
+            not_filter.append(rep.id)
+            continue
+        reasons: list[str] = []
+        if not rep.active:
+            reasons.append("deactivated")
+        if rep.unavailable_until is not None and rep.unavailable_until > now:
+            reasons.append("away")
+        if rep.id in cooldown:
+            reasons.append("claim_cooldown")
+        rule_today = rep.today_scope.get(scope, 0)
+        if a.daily_cap is not None and rule_today >= a.daily_cap:
+            reasons.append("over_rule_cap")
+        if rep.daily_capacity is not None and rep.today_total >= rep.daily_capacity:
+            reasons.append("over_daily_capacity")
+        weight = None
+        if weighted:
+            weight = next((w for cond, w in a.weights if _test(cond, data, now)), a.default_weight)
+            if weight <= 0:
+                reasons.append("zero_weight")
+        if reasons:
+            for reason in reasons:
+                excluded.setdefault(reason, []).append(rep.id)
+            if explain:
+                entry: dict[str, Any] = {"user_id": rep.id, "name": rep.name, "reasons": reasons}
+                if "away" in reasons:
+                    entry["away_until"] = rep.unavailable_until.isoformat()  # type: ignore[union-attr]
+                records.append(entry)
+            continue
+        eligible.append((rep, weight))
+
+    relaxed: list[str] = []
+    if plan.respect_working_hours and eligible:
+        off = {rep.id for rep, _w in eligible if not _in_hours(plan, rep, now)}
+        eligible, relaxed_now = _soft(eligible, off, "outside_working_hours", excluded, records, explain)
+        if relaxed_now:
+            relaxed.append("working_hours")
+    fresh = plan.freshness
+    stale = fresh is not None and lead_age_seconds > fresh.stale_after.total_seconds()
+    if stale and eligible:
+        limit = fresh.max_stale_share  # type: ignore[union-attr]
+        over = {rep.id for rep, _w in eligible if (rep.window_stale + 1) / (rep.window_total + 1) > limit}
+        eligible, relaxed_now = _soft(eligible, over, "stale_share", excluded, records, explain)
+        if relaxed_now:
+            relaxed.append("freshness")
+
+    chosen = _choose(a, eligible, positions.get(scope)) if eligible else None
+    record: dict[str, Any] = {}
+    if explain:
+        record = {
+            "scope": scope,
+            "rule": a.key,
+            "channel": a.channel,
+            "strategy": a.strategy,
+            "candidates": [
+                _candidate(rep, w, scope, fresh is not None, rep is chosen) for rep, w in eligible
+            ],
+            "excluded": records,
+            "not_matching": {"team": not_team, "filter": not_filter},
+        }
+        if relaxed:
+            record["relaxed"] = relaxed
+        if stale:
+            record["stale_lead"] = True
+    return _Attempt(chosen, record, excluded, tuple(rep.id for rep, _w in eligible))
+
+
+def _soft(
+    eligible: list[tuple[RepState, float | None]],
+    drop: set[int],
+    reason: str,
+    excluded: dict[str, list[int]],
+    records: list[dict[str, Any]],
+    explain: bool,
+) -> tuple[list[tuple[RepState, float | None]], bool]:
+    """Drop the reps in `drop` unless that leaves nobody; return (eligible, relaxed?)."""
+    if not drop:
+        return eligible, False
+    if len(drop) == len(eligible):
+        return eligible, True
+    kept = []
+    for rep, weight in eligible:
+        if rep.id in drop:
+            excluded.setdefault(reason, []).append(rep.id)
+            if explain:
+                records.append({"user_id": rep.id, "name": rep.name, "reasons": [reason]})
+        else:
+            kept.append((rep, weight))
+    return kept, False
+
+
+def _choose(a: Assignment, eligible: list[tuple[RepState, float | None]], last: int | None) -> RepState:
+    rotation = _rotation(last)
+    scope = a.scope
+    if a.strategy == "least_loaded":
+        return min(
+            eligible, key=lambda e: (e[0].open_leads or 0, e[0].today_scope.get(scope, 0), rotation(e[0]))
+        )[0]
+    if a.strategy == "weighted":
+        return min(eligible, key=lambda e: ((e[0].today_scope.get(scope, 0) + 1) / e[1], rotation(e[0])))[0]  # type: ignore[operator]
+    return min(eligible, key=lambda e: rotation(e[0]))[0]
+
+
+def _candidate(rep: RepState, weight: float | None, scope: str, fresh: bool, chosen: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "user_id": rep.id,
+        "name": rep.name,
+        "today": rep.today_total,
+        "rule_today": rep.today_scope.get(scope, 0),
+    }
+    if rep.open_leads is not None:
+        entry["open_leads"] = rep.open_leads
+    if weight is not None:
+        entry["weight"] = weight
+    if fresh:
+        entry["window"] = rep.window_total
+        entry["window_stale"] = rep.window_stale
+    if chosen:
+        entry["chosen"] = True
+    return entry
+
+
+def decide(
+    plan: RoutingPlan,
+    rule: Assignment | None,
+    trace: list[dict[str, Any]],
+    reps: Sequence[RepState],
+    *,
+    facts: Mapping[str, Any],
+    positions: Mapping[str, int],
+    now: datetime,
+    lead_age_seconds: float,
+    cooldown: Collection[int] = (),
+    explain: bool = True,
+) -> Outcome:
+    """Decide where a lead goes, given the rule it matched and the reps' state; pure."""
+    attempts: list[dict[str, Any]] = []
+    exclusions: dict[str, list[int]] = {}
+    targets = [rule, plan.fallback] if rule is not None else [plan.fallback]
+    reason = None if rule is not None else "no_rule_matched"
+    result: Outcome | None = None
+    for a in targets:
+        assert a is not None
+        if a.strategy == "pool":
+            result = Outcome(
+                "pooled", a, rule.key if rule else None, a.is_fallback, None, a.pool, reason, None, {}
+            )
+            break
+        attempt = _attempt(
+            plan,
+            a,
+            reps,
+            facts=facts,
+            positions=positions,
+            now=now,
+            lead_age_seconds=lead_age_seconds,
+            cooldown=cooldown,
+            explain=explain,
+        )
+        for why, ids in attempt.excluded.items():
+            exclusions.setdefault(why, []).extend(ids)
+        if explain:
+            attempts.append(attempt.record)
+        if attempt.chosen is not None:
+            result = Outcome(
+                "assigned",
+                a,
+                rule.key if rule else None,
+                a.is_fallback,
+                attempt.chosen,
+                None,
+                reason,
+                positions.get(a.scope),
+                {},
+                eligible_ids=attempt.eligible_ids,
+            )
+            break
+        if a is rule and trace:
+            trace[-1]["candidates"] = 0
+        reason = "no_candidate"
+    if result is None:
+        result = Outcome(
+            "unassigned", plan.fallback, rule.key if rule else None, True, None, None, reason, None, {}
+        )
+    result.exclusions = exclusions
+    if explain:
+        result.explanation = _explanation(plan, result, trace, attempts, lead_age_seconds)
+    return result
+
+
+def _explanation(
+    plan: RoutingPlan,
+    result: Outcome,
+    trace: list[dict[str, Any]],
+    attempts: list[dict[str, Any]],
+    lead_age_seconds: float,
+) -> dict[str, Any]:
+    a = result.assignment
+    explanation: dict[str, Any] = {
+        "v": 1,
+        "routing": {"key": plan.key, "version_id": plan.version_id, "version_number": plan.version_number},
+        "lead_age_seconds": int(lead_age_seconds),
+        "rules": trace,
+        "outcome": result.outcome,
+        "rule": result.rule_key,
+        "fallback": result.used_fallback,
+        "channel": a.channel,
+        "strategy": a.strategy,
+        "attempts": attempts,
+    }
+    if result.reason:
+        explanation["reason"] = result.reason
+    if result.pool:
+        explanation["pool"] = result.pool
+    if result.owner is not None:
+        explanation["owner"] = {"user_id": result.owner.id, "name": result.owner.name}
+        explanation["state"] = {"scope": a.scope, "before": result.position_before, "after": result.owner.id}
+    if a.is_fallback and a.notify:
+        explanation["notify"] = list(a.notify)
+    return explanation

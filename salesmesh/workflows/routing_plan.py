@@ -1,0 +1,370 @@
+"""A routing definition compiled for the runtime: the `RoutingPlan`.
+
+`compile_routing(document, ...)` turns a routing document into frozen `Assignment`s (its rules in
+order, then the fallback) whose conditions are compiled once (`salesmesh.metamodel.conditions`): the
+rule's `when` reads the lead's fields, the candidate filter and weight filters read the rep's
+attributes. `plan_for_version(session, version)` does that for a stored version (published or draft),
+reading what the document names — the rep-attribute defaults, the SLA calendar, and every published
+calendar (a rep whose attributes carry `calendar: <key>` works on that calendar) — and caches the plan
+by the version id and checksum plus those definitions' ids and checksums, so a change to any of them
+compiles a new plan. `current_plan(session, form_key=...)` finds the published routing for a lead form
+with one query. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+from threading import Lock
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from salesmesh.metamodel.conditions import Condition, ConditionError, compile_condition
+from salesmesh.metamodel.models import Definition, DefinitionVersion
+from salesmesh.workflows.calendars import CalendarError, WorkingCalendar
+
+FALLBACK_SCOPE = "~fallback"  # rule keys are names ([a-z][a-z0-9_]*), so this never clashes
+DEFAULT_ROLES = frozenset({"rep"})
+CACHE_SIZE = 64
+
+
+class RoutingUnavailable(LookupError):
+    """No usable routing for a lead: none published, several candidates, or the document does not compile."""
+
+    def __init__(self, message: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One rule (or the fallback): where a matching lead goes and who may take it."""
+
+    scope: str  # the rule key, or FALLBACK_SCOPE
+    key: str | None
+    index: int | None
+    label: Mapping[str, str] | None
+    enabled: bool
+    when: Condition | None
+    channel: str
+    strategy: str
+    pool: str | None
+    filter: Condition | None
+    filter_reads_lead: bool
+    teams: frozenset[str] | None
+    roles: frozenset[str]
+    weights: tuple[tuple[Condition, float], ...]
+    default_weight: float
+    daily_cap: int | None
+    notify: tuple[str, ...] = ()
+
+    @property
+    def is_fallback(self) -> bool:
+        return self.key is None
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """Freshness balancing: a stale lead skips reps whose stale share in the window would pass the limit."""
+
+    stale_after: timedelta
+    window: timedelta
+    max_stale_share: float
+
+
+@dataclass(frozen=True)
+class RoutingPlan:
+    key: str
+    version_id: int | None
+    version_number: int | None
+    checksum: str | None
+    form_key: str
+    rules: tuple[Assignment, ...]
+    fallback: Assignment
+    respect_working_hours: bool
+    calendar: WorkingCalendar | None  # the SLA calendar: default working hours, and the day boundary
+    calendars: Mapping[str, WorkingCalendar]  # every published calendar, for reps with their own
+    attribute_defaults: Mapping[str, Any]
+    freshness: Freshness | None
+    day_zone: tzinfo
+    document: Mapping[str, Any] = field(repr=False, compare=False)
+
+    def match(
+        self, facts: Mapping[str, Any], now: datetime
+    ) -> tuple[Assignment | None, list[dict[str, Any]]]:
+        """Return the first enabled rule whose `when` holds for the lead (or None) and the rules tried."""
+        trace: list[dict[str, Any]] = []
+        for rule in self.rules:
+            if not rule.enabled:
+                trace.append({"rule": rule.key, "result": "disabled"})
+                continue
+            try:
+                hit = rule.when.test(facts, now=now)  # type: ignore[union-attr]
+            except ConditionError as exc:
+                trace.append({"rule": rule.key, "result": "error", "error": str(exc)[:300]})
+                continue
+            if hit:
+                trace.append({"rule": rule.key, "result": "matched"})
+                return rule, trace
+            trace.append({"rule": rule.key, "result": "no_match"})
+        return None, trace
+
+    def assignment(self, scope: str) -> Assignment:
+        """Return the rule whose scope is `scope`, or the fallback."""
+        if scope == FALLBACK_SCOPE:
+            return self.fallback
+        return next(rule for rule in self.rules if rule.scope == scope)
+
+    @property
+    def channel_labels(self) -> dict[str, Mapping[str, str]]:
+        return {c["key"]: c.get("label", {}) for c in self.document.get("channels", ())}
+
+
+def _reads_lead(condition: Condition | None) -> bool:
+    if condition is None:
+        return False
+    return any(v in ("", "lead") or v.startswith("lead.") for v in condition.variables)
+
+
+def _assignment(
+    item: Mapping[str, Any], path: str, index: int | None, notify: tuple[str, ...] = ()
+) -> Assignment:
+    candidates = item.get("candidates") or {}
+    flt = (
+        compile_condition(candidates["filter"], base_path=f"{path}/candidates/filter")
+        if "filter" in candidates
+        else None
+    )
+    weights = tuple(
+        (compile_condition(w["filter"], base_path=f"{path}/weights/{wi}/filter"), float(w["weight"]))
+        for wi, w in enumerate(item.get("weights") or ())
+    )
+    teams = candidates.get("teams")
+    return Assignment(
+        scope=item["key"] if index is not None else FALLBACK_SCOPE,
+        key=item["key"] if index is not None else None,
+        index=index,
+        label=item.get("label"),
+        enabled=item.get("enabled", True) if index is not None else True,
+        when=compile_condition(item["when"], base_path=f"{path}/when") if index is not None else None,
+        channel=item["channel"],
+        strategy=item["strategy"],
+        pool=item.get("pool"),
+        filter=flt,
+        filter_reads_lead=_reads_lead(flt) or any(_reads_lead(c) for c, _w in weights),
+        teams=frozenset(teams) if teams else None,
+        roles=frozenset(candidates.get("roles") or DEFAULT_ROLES),
+        weights=weights,
+        default_weight=float(item.get("default_weight", 1)),
+        daily_cap=item.get("daily_cap"),
+        notify=notify,
+    )
+
+
+def compile_routing(
+    document: Mapping[str, Any],
+    *,
+    version_id: int | None = None,
+    version_number: int | None = None,
+    checksum: str | None = None,
+    attribute_defaults: Mapping[str, Any] | None = None,
+    calendars: Mapping[str, WorkingCalendar] | None = None,
+) -> RoutingPlan:
+    """Compile a routing document into a plan; raise RoutingUnavailable naming what does not compile."""
+    calendars = dict(calendars or {})
+    try:
+        rules = tuple(_assignment(rule, f"/rules/{i}", i) for i, rule in enumerate(document["rules"]))
+        fb = document["fallback"]
+        fallback = _assignment(fb, "/fallback", None, tuple(fb.get("notify") or ()))
+    except ConditionError as exc:
+        raise RoutingUnavailable(
+            f"routing {document.get('key')!r} does not compile: {exc}", exc.errors
+        ) from exc
+    except (KeyError, TypeError) as exc:
+        raise RoutingUnavailable(f"routing {document.get('key')!r} is malformed: missing {exc}") from exc
+    sla_calendar = (document.get("first_response_sla") or {}).get("calendar")
+    calendar = calendars.get(sla_calendar) if sla_calendar else None
+    fresh = document.get("freshness_balancing") or {}
+    freshness = None
+    if fresh.get("enabled"):
+        freshness = Freshness(
+            stale_after=timedelta(hours=float(fresh.get("stale_after_hours", 24))),
+            window=timedelta(hours=float(fresh.get("window_hours", 168))),
+            max_stale_share=float(fresh.get("max_stale_share", 0.5)),
+        )
+    return RoutingPlan(
+        key=document["key"],
+        version_id=version_id,
+        version_number=version_number,
+        checksum=checksum,
+        form_key=document.get("form", ""),
+        rules=rules,
+        fallback=fallback,
+        respect_working_hours=bool(document.get("respect_working_hours", False)),
+        calendar=calendar,
+        calendars=calendars,
+        attribute_defaults=dict(attribute_defaults or {}),
+        freshness=freshness,
+        day_zone=calendar.tz if calendar is not None else UTC,
+        document=document,
+    )
+
+
+# --- stored versions -----------------------------------------------------------------------------
+
+_CACHE: OrderedDict[tuple[Any, ...], RoutingPlan] = OrderedDict()
+_CACHE_LOCK = Lock()
+
+
+@dataclass(frozen=True)
+class _Published:
+    id: int
+    kind: str
+    key: str
+    checksum: str
+
+
+def _published(session: Session, *, extra_version_id: int | None = None) -> list[_Published]:
+    """One query: ids and checksums of the published routings, rep attributes and calendars."""
+    wanted = (DefinitionVersion.status == "published") & Definition.kind.in_(
+        ("routing", "rep_attributes", "calendar")
+    )
+    condition = or_(wanted, DefinitionVersion.id == extra_version_id) if extra_version_id else wanted
+    rows = session.execute(
+        select(DefinitionVersion.id, Definition.kind, Definition.key, DefinitionVersion.checksum)
+        .join(Definition, Definition.id == DefinitionVersion.definition_id)
+        .where(condition)
+        .order_by(DefinitionVersion.id)
+    ).all()
+    return [_Published(*row) for row in rows]
+
+
+def _documents(session: Session, ids: list[int]) -> dict[int, DefinitionVersion]:
+    if not ids:
+        return {}
+    return {v.id: v for v in session.scalars(select(DefinitionVersion).where(DefinitionVersion.id.in_(ids)))}
+
+
+def _defaults(document: Mapping[str, Any]) -> dict[str, Any]:
+    return {a["key"]: a["default"] for a in document.get("attributes", ()) if "default" in a}
+
+
+def _build(
+    session: Session, version: DefinitionVersion, deps: list[_Published], docs: dict[int, DefinitionVersion]
+) -> RoutingPlan:
+    """Compile `version` with its calendars and rep-attribute defaults (loading documents not in `docs`)."""
+    named = version.document.get("rep_attributes")
+    attrs = [d for d in deps if d.kind == "rep_attributes" and (named is None or d.key == named)]
+    wanted = [d for d in deps if d.kind == "calendar"] + attrs[-1:]  # the newest, when none is named
+    docs = {**docs, **_documents(session, [d.id for d in wanted if d.id not in docs])}
+    calendars: dict[str, WorkingCalendar] = {}
+    defaults: dict[str, Any] = {}
+    for dep in wanted:
+        doc = docs[dep.id].document
+        if dep.kind == "rep_attributes":
+            defaults = _defaults(doc)
+            continue
+        try:
+            calendars[dep.key] = WorkingCalendar.from_document(doc)
+        except CalendarError as exc:
+            raise RoutingUnavailable(f"calendar {dep.key!r} cannot be used: {exc}") from exc
+    return compile_routing(
+        version.document,
+        version_id=version.id,
+        version_number=version.number,
+        checksum=version.checksum,
+        attribute_defaults=defaults,
+        calendars=calendars,
+    )
+
+
+def _plan(
+    session: Session,
+    ident: tuple[int, str],
+    deps: list[_Published],
+    version: DefinitionVersion | None = None,
+    docs: dict[int, DefinitionVersion] | None = None,
+) -> RoutingPlan:
+    # Any published rep-attributes or calendar change makes a new key: plans never outlive what they read.
+    key = (*ident, tuple((d.id, d.checksum) for d in deps))
+    with _CACHE_LOCK:
+        plan = _CACHE.get(key)
+        if plan is not None:
+            _CACHE.move_to_end(key)
+            return plan
+    if version is None:
+        version = (docs or {}).get(ident[0]) or session.get(DefinitionVersion, ident[0])
+    if version is None:
+        raise RoutingUnavailable(f"routing version {ident[0]} does not exist")
+    plan = _build(session, version, deps, docs or {})
+    with _CACHE_LOCK:
+        _CACHE[key] = plan
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return plan
+
+
+def plan_for_version(session: Session, version: DefinitionVersion) -> RoutingPlan:
+    """Compile a stored routing version (published or draft) with the definitions it reads; cached."""
+    if version.definition.kind != "routing":
+        raise RoutingUnavailable(
+            f"definition version {version.id} is a {version.definition.kind}, not a routing"
+        )
+    deps = [p for p in _published(session) if p.kind != "routing"]
+    return _plan(session, (version.id, version.checksum), deps, version)
+
+
+def current_plan(
+    session: Session, *, form_key: str | None = None, form_version_id: int | None = None
+) -> RoutingPlan:
+    """Return the plan of the published routing for a lead form (by key or form version id); one query."""
+    published = _published(session, extra_version_id=form_version_id)
+    if form_version_id is not None and form_key is None:
+        form_key = next((p.key for p in published if p.id == form_version_id and p.kind == "form"), None)
+    routings = [p for p in published if p.kind == "routing"]
+    if not routings:
+        raise RoutingUnavailable("no routing definition is published")
+    deps = [p for p in published if p.kind in ("rep_attributes", "calendar") and p.id != form_version_id]
+    plans = [_plan(session, (r.id, r.checksum), deps) for r in routings]
+    if form_key is not None:
+        for_form = [p for p in plans if p.form_key == form_key]
+        if len(for_form) == 1:
+            return for_form[0]
+        if len(for_form) > 1:
+            raise RoutingUnavailable(f"several published routings read form {form_key!r}")
+    if len(plans) == 1:
+        return plans[0]
+    raise RoutingUnavailable(
+        "several routing definitions are published; name the lead form to choose one"
+        if form_key is None
+        else f"no published routing reads form {form_key!r}"
+    )
+
+
+def clear_plan_cache() -> None:
+    """Forget every compiled plan (tests, and after restoring a database)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def lead_facts(lead: Any) -> dict[str, Any]:
+    """Return the data a rule's `when` reads: the lead's standard columns, overlaid by its form data."""
+    facts: dict[str, Any] = {
+        "institution_name": lead.institution,
+        "institution_grade": lead.institution_grade,
+        "region": lead.region,
+        "phone": lead.phone,
+        "email": lead.email,
+        "campaign": lead.campaign,
+        "source_channel": lead.source_channel,
+    }
+    facts = {k: v for k, v in facts.items() if v is not None}
+    facts.update(lead.data or {})
+    received = getattr(lead, "received_at", None)
+    if isinstance(received, datetime):
+        facts.setdefault("received_at", received.isoformat())
+    return facts
