@@ -27,7 +27,6 @@ from werkzeug.datastructures import MultiDict
 from benchmarks.runner import Benchmark, Case, register
 from salesmesh.forms.binding import bind
 from salesmesh.forms.compile import compile_document, compile_form
-from salesmesh.forms.web import init_app
 from salesmesh.metamodel.models import DefinitionVersion
 from salesmesh.metamodel.validation import checksum
 from salesmesh.platform.app import create_app
@@ -215,12 +214,11 @@ def prepare(size: str) -> Case:
         database_url=f"sqlite:///{work / 'bench.db'}", instance_path=work, secret_key=secrets.token_hex(16)
     )
     app = create_app(settings)
-    init_app(app)
     doc = build_form()
     version = DefinitionVersion(id=1, number=1, status="published", document=doc, checksum=checksum(doc))
     spec = compile_form(version)
     subject_page = app.jinja_env.from_string(
-        '{% import "forms/fields.html" as forms %}{{ forms.render_form(spec, values, errors) }}'
+        '{% import "forms/fields.html" as forms %}{{ forms.render_form(spec, values, errors, state=state) }}'
     )
     static_page = app.jinja_env.from_string(static_template(doc))
     validator = Draft202012Validator(compile_document(doc).json_schema)
@@ -237,7 +235,7 @@ def prepare(size: str) -> Case:
         for _ in range(rounds):
             form = compile_form(version)
             bound = bind(form, post, now=NOW)
-            subject_page.render(spec=form, values=bound.redisplay, errors=bound.errors)
+            subject_page.render(spec=form, values=bound.redisplay, errors=bound.errors, state=bound.state)
 
     def baseline() -> None:
         for _ in range(rounds):
