@@ -2,7 +2,9 @@
 
 It installs the shipped template packs, then creates an admin, an ops person, 3 team leads and 52 reps
 with realistic attributes (years of medical background, skills, seniority, regions, capacity) and weeks
-of lead history from the web form, the 400-number phone system and ad platforms. Everything is drawn
+of lead history from the web form, the 400-number phone system and ad platforms: leads filled in under
+the published md-lead form, first calls and next steps, tasks, and customers, contacts and deals made
+from the converted leads through the conversion service. Everything is drawn
 from a seeded random generator, so the same seed gives the same company. Running it again on a seeded
 database changes nothing and prints the logins again. Demo accounts exist only through this command.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +21,25 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from salesmesh.metamodel.versions import get_published
 from salesmesh.platform.accounts import create_team, create_user, set_team_lead
 from salesmesh.platform.audit import record_event
 from salesmesh.platform.cli import CliError, pass_runtime
 from salesmesh.platform.clock import Clock
 from salesmesh.platform.models import Team, User
 from salesmesh.platform.runtime import Runtime
-from salesmesh.workflows.models import Lead
+from salesmesh.workflows.conversion import convert_lead
+from salesmesh.workflows.models import Activity, Lead, Task
+from salesmesh.workflows.record_ui import end_of_day, work_timezone
+from salesmesh.workflows.records import find_duplicate_customer
 
 PACKS_DIR = Path(__file__).resolve().parents[2] / "packs"
 # The demo company is the medical-device distributor; the SaaS pack stays available to import.
 DEMO_PACKS = ("medical-device-direct",)
 DEMO_PASSWORD = "salesmesh-demo"
 DEMO_DOMAIN = "demo.salesmesh.test"
+LEAD_FORM_KEY = "md-lead"
+DEMO_PIPELINE = "md-sales"
 
 SURNAMES = (
     "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
@@ -105,7 +113,30 @@ CAMPAIGNS = {
     "phone_system": ["400 热线"],
     "ad_platform": ["百度推广-超声", "微信广告-监护仪", "医疗器械博览会"],
 }
-PRODUCTS = ["ultrasound", "patient_monitor", "ventilator", "infusion_pump", "ivd_analyzer"]
+# Option codes of the shipped md-lead / md-deal forms, so demo records validate under them.
+PRODUCTS = ["imaging", "ultrasound", "patient_monitoring", "ivd", "surgical", "anesthesia"]
+PRODUCT_NAMES = {
+    "imaging": "医学影像",
+    "ultrasound": "超声诊断",
+    "patient_monitoring": "监护设备",
+    "ivd": "体外诊断",
+    "surgical": "手术设备",
+    "anesthesia": "麻醉与呼吸",
+}
+DEPARTMENTS = ["radiology", "ultrasound", "icu", "laboratory", "equipment", "emergency"]
+CONTACT_ROLES = ["clinician", "department_head", "equipment_officer", "procurement"]
+FORM_CHANNELS = {"web_form": "website", "phone_system": "hotline", "ad_platform": "ad_platform"}
+TIMEFRAMES = ["within_3_months", "3_to_6_months", "6_to_12_months", "unknown"]
+BUDGETS = ["approved", "applying", "none", "unknown"]
+OUTCOMES = ["reached", "interested", "call_back", "no_answer"]
+NEXT_STEPS = [
+    "发送产品白皮书和案例",
+    "约科室主任做产品演示",
+    "确认预算和采购流程",
+    "回电确认试用需求",
+    "发送报价单",
+]
+TASK_TITLES = ["准备方案演示材料", "整理技术参数对比表", "跟进设备科采购计划", "预约院内试用"]
 
 
 @dataclass
@@ -129,15 +160,15 @@ def _institution(rng: random.Random, region: str) -> tuple[str, str, str]:
     if kind < 0.55:
         return (
             f"{city}{rng.choice(['中医院', '妇幼保健院', '骨科医院', '肿瘤医院'])}",
-            rng.choice(["tertiary_b", "secondary"]),
+            rng.choice(["tertiary", "secondary_a"]),
             "hospital",
         )
     if kind < 0.85:
         town = rng.choice(["东", "西", "南", "北", "新", "河", "山", "湖"]) + rng.choice(
             ["桥", "塘", "口", "坪", "湾", "集"]
         )
-        return f"{city}{town}镇卫生院", "primary", "township_clinic"
-    return f"{city}{rng.choice(['康宁', '博爱', '瑞和', '仁心'])}民营医院", "secondary", "private_hospital"
+        return f"{city}{town}镇卫生院", "primary", "township_health_center"
+    return f"{city}{rng.choice(['康宁', '博爱', '瑞和', '仁心'])}民营医院", "secondary", "private_clinic"
 
 
 def install_demo_packs(session: Session, clock: Clock) -> list[str]:
@@ -228,8 +259,12 @@ def seed_demo(
         for r in regs:
             by_region.setdefault(r, []).append(u)
 
+    lead_form = get_published(session, "form", LEAD_FORM_KEY)
     start = now - timedelta(weeks=weeks)
-    lead_count = 0
+    leads: list[Lead] = []
+    # A new lead and a converted one never name the same institution, so a rep can convert any lead of
+    # their day without running into a customer of someone else (customers are unique per region).
+    taken: dict[str, set[tuple[str, str]]] = {"new": set(), "converted": set()}
     days = weeks * 7
     for day in range(days):
         day_start = start + timedelta(days=day)
@@ -259,47 +294,163 @@ def seed_demo(
                     ],
                 )[0]
             )
+            if status in taken:
+                other = taken["converted" if status == "new" else "new"]
+                for _attempt in range(20):
+                    if (region, inst) not in other:
+                        break
+                    inst, grade, inst_type = _institution(rng, region)
+                taken[status].add((region, inst))
             first_contact = None
             if owner is not None and status != "new":
-                first_contact = received + timedelta(minutes=int(rng.lognormvariate(3.2, 1.3)))
+                first_contact = min(now, received + timedelta(minutes=int(rng.lognormvariate(3.2, 1.3))))
             contact_name = _name(rng)
-            session.add(
-                Lead(
-                    name=f"{contact_name} · {inst}",
-                    institution=inst,
-                    institution_grade=grade,
-                    region=region,
-                    phone=f"+86 1{rng.choice('3578')}{rng.randint(100000000, 999999999)}",
-                    email=None if rng.random() < 0.5 else f"contact{lead_count}@example.cn",
-                    status=status,
-                    source_channel=channel,
-                    campaign=rng.choice(CAMPAIGNS[channel]),
-                    owner_id=owner.id if owner else None,
-                    team_id=owner.team_id if owner else None,
-                    data={
-                        "contact_name": contact_name,
-                        "institution_type": inst_type,
-                        "product_interest": rng.choice(PRODUCTS),
-                        "department": rng.choice(["影像科", "ICU", "检验科", "设备科", "急诊科"]),
-                    },
-                    received_at=received,
-                    assigned_at=received + timedelta(seconds=rng.randint(2, 30)) if owner else None,
-                    first_contact_at=first_contact,
-                    created_at=received,
-                )
+            phone = f"+861{rng.choice('3578')}{rng.randint(100000000, 999999999)}"
+            email = None if rng.random() < 0.5 else f"contact{len(leads)}@example.cn"
+            campaign = rng.choice(CAMPAIGNS[channel])
+            data: dict[str, Any] = {
+                "institution_name": inst,
+                "institution_grade": grade,
+                "institution_type": inst_type,
+                "region": region,
+                "city": CITIES[region],
+                "contact_name": contact_name,
+                "department": rng.choice(DEPARTMENTS),
+                "contact_role": rng.choice(CONTACT_ROLES),
+                "phone": phone,
+                "product_interest": sorted(rng.sample(PRODUCTS, k=rng.randint(1, 2))),
+                "purchase_timeframe": rng.choice(TIMEFRAMES),
+                "budget_status": rng.choice(BUDGETS),
+                "tender_planned": False,
+                "source_channel": FORM_CHANNELS[channel],
+                "campaign": campaign,
+            }
+            if email:
+                data["email"] = email
+            lead = Lead(
+                name=f"{contact_name} · {inst}",
+                institution=inst,
+                institution_grade=grade,
+                region=region,
+                phone=phone,
+                email=email,
+                status=status,
+                source_channel=channel,
+                campaign=campaign,
+                owner_id=owner.id if owner else None,
+                team_id=owner.team_id if owner else None,
+                form_version_id=lead_form.id if lead_form is not None else None,
+                data=data,
+                received_at=received,
+                assigned_at=received + timedelta(seconds=rng.randint(2, 30)) if owner else None,
+                first_contact_at=first_contact,
+                created_at=received,
             )
-            lead_count += 1
+            session.add(lead)
+            leads.append(lead)
         if day % 7 == 6:
             session.flush()
     session.flush()
+    lead_count = len(leads)
+    history = _seed_history(session, clock, rng, leads)
     record_event(
         session,
         at=now,
         actor_id=None,
         action="demo.seeded",
-        payload={"seed": seed, "reps": reps, "weeks": weeks, "leads": lead_count},
+        payload={"seed": seed, "reps": reps, "weeks": weeks, "leads": lead_count, **history},
     )
     return SeedReport(True, session.query(User).count(), session.query(Team).count(), lead_count, packs)
+
+
+def _seed_history(session: Session, clock: Clock, rng: random.Random, leads: list[Lead]) -> dict[str, int]:
+    """Give the demo leads a past: first calls, next steps, tasks, and customers/deals for converted ones.
+
+    Calls and tasks are written as rows (like the leads); conversions go through `convert_lead`, so
+    customers, contacts and deals are validated, audited and carry the lead's history.
+    """
+    now = clock.now()
+    tz = work_timezone(session)
+    today = now.astimezone(tz).date()
+
+    def due(low: int, high: int) -> datetime:
+        return end_of_day(today + timedelta(days=rng.randint(low, high)), tz)
+
+    calls = 0
+    for lead in leads:
+        if lead.owner_id is None or lead.first_contact_at is None:
+            continue
+        recent = lead.status in ("contacted", "qualified") and now - lead.received_at < timedelta(days=10)
+        call = Activity(
+            kind="call",
+            subject_type="lead",
+            lead_id=lead.id,
+            occurred_at=lead.first_contact_at,
+            actor_id=lead.owner_id,
+            owner_id=lead.owner_id,
+            team_id=lead.team_id,
+            outcome=rng.choice(OUTCOMES),
+            next_step=rng.choice(NEXT_STEPS) if recent else None,
+            next_step_due_at=due(-3, 5) if recent else None,
+            data={},
+            created_at=lead.first_contact_at,
+        )
+        session.add(call)
+        lead.last_activity_at = lead.first_contact_at
+        lead.next_step, lead.next_step_due_at = call.next_step, call.next_step_due_at
+        calls += 1
+    converting = [lead for lead in leads if lead.status == "converted"]
+    for lead in converting:
+        lead.status = "qualified"  # converted below, through the service
+    session.flush()
+
+    for lead in converting:
+        existing = find_duplicate_customer(session, lead.institution or "", lead.region)
+        product = (lead.data.get("product_interest") or [rng.choice(PRODUCTS)])[0]
+        result = convert_lead(
+            session,
+            None,
+            lead.id,
+            deal={
+                "pipeline_key": DEMO_PIPELINE,
+                "name": f"{lead.institution} · {PRODUCT_NAMES[product]}",
+                "amount": rng.randrange(200_000, 3_000_000, 10_000),
+                "expected_close": today + timedelta(days=rng.randint(20, 120)),
+                "data": {"product_line": product},
+            },
+            customer_id=existing.id if existing is not None else None,
+            contact={"role": lead.data.get("contact_role")},
+            clock=clock,
+        )
+        deal = result.deal
+        deal.next_step, deal.next_step_due_at = rng.choice(NEXT_STEPS), due(-6, 6)
+    session.flush()
+
+    # Two to-dos for each rep, on their most recent leads with a plan: some overdue, some due today.
+    planned: dict[int, list[Lead]] = {}
+    for lead in leads:
+        if lead.owner_id is not None and lead.status in ("contacted", "qualified") and lead.next_step:
+            planned.setdefault(lead.owner_id, []).append(lead)
+    tasks = 0
+    for owner_id in sorted(planned):
+        for lead in planned[owner_id][-2:]:
+            session.add(
+                Task(
+                    title=rng.choice(TASK_TITLES),
+                    subject_type="lead",
+                    lead_id=lead.id,
+                    assignee_id=owner_id,
+                    team_id=lead.team_id,
+                    created_by_id=owner_id,
+                    status="open",
+                    due_at=due(-2, 1),
+                    data={},
+                    created_at=now,
+                )
+            )
+            tasks += 1
+    session.flush()
+    return {"calls": calls, "conversions": len(converting), "tasks": tasks}
 
 
 @click.group("demo")

@@ -44,6 +44,8 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     log = (instance / "demo.log").open("w")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SALESMESH_")}
+    # Serve this checkout's code even when the virtualenv's editable install points at another copy.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
         ["make", "--no-print-directory", "demo", f"DEMO_INSTANCE={instance}", f"DEMO_PORT={port}"],
         cwd=ROOT,
