@@ -9,14 +9,16 @@ the decisions it counts, and per-rule caps would need a counter per rule; the de
 owner, rule and time. "Today" starts at local midnight of the routing's SLA calendar (UTC without one).
 
 Fairness under concurrency comes from `advance_cursor`: every assigning decision moves the routing's
-`round_robin_cursors` row with one conditional statement — `UPDATE ... SET turns = turns + 1 ...
-WHERE routing_key = :key AND turns = :seen` (an `INSERT ... ON CONFLICT DO NOTHING` for the first
-turn). On PostgreSQL a second transaction's UPDATE waits for the first to commit and then matches no
-row, so it re-reads the snapshot (which now includes the first decision) and tries again; on SQLite
+`round_robin_cursors` row with one conditional statement, `UPDATE ... SET turns = turns + 1 ... WHERE
+routing_key = :key AND turns = :seen RETURNING turns` (an `INSERT ... ON CONFLICT DO NOTHING` for the
+first turn). On PostgreSQL a second transaction's UPDATE waits for the first to commit and then matches
+no row, so it re-reads the snapshot (which now includes the first decision) and tries again; on SQLite
 writers are serialised (open the transaction with `Database.ImmediateSession` when routing from several
 threads before anything else was written). Every successful turn was therefore decided on a snapshot
 that contained every earlier decision of the same routing: no two leads take the same turn, nobody is
-skipped, and daily caps hold exactly.
+skipped, and daily caps hold exactly (within one routing definition: two routings sharing reps take
+turns on separate rows, so a rep's `daily_capacity` could be passed by one lead when both route to them
+at the same instant).
 """
 
 from __future__ import annotations
@@ -155,11 +157,13 @@ def advance_cursor(
             insert(_cursors)
             .values(routing_key=routing_key, positions=positions, turns=1, updated_at=now)
             .on_conflict_do_nothing(index_elements=["routing_key"])
+            .returning(_cursors.c.turns)
         )
-        return 1 if session.execute(stmt).rowcount == 1 else None
+        return session.execute(stmt).scalar()
     stmt = (
         update(_cursors)
         .where(_cursors.c.routing_key == routing_key, _cursors.c.turns == seen_turns)
         .values(positions=positions, turns=_cursors.c.turns + 1, updated_at=now)
+        .returning(_cursors.c.turns)
     )
-    return seen_turns + 1 if session.execute(stmt).rowcount == 1 else None
+    return session.execute(stmt).scalar()
