@@ -10,6 +10,7 @@ from pathlib import Path
 
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from salesmesh.platform import web
 from salesmesh.platform.clock import Clock
@@ -35,12 +36,17 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_NAME="salesmesh",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
         WTF_CSRF_TIME_LIMIT=None,
         WTF_CSRF_SSL_STRICT=False,
         TESTING=settings.testing,
         JSON_SORT_KEYS=False,
     )
     app.extensions["salesmesh"] = rt
+    if settings.proxy_hops:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops, x_host=settings.proxy_hops
+        )
     web.init_app(app)
     csrf.init_app(app)
 

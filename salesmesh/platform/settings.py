@@ -38,6 +38,11 @@ class Settings:
     sweeper_batch_size: int = 200
     timer_lease_seconds: int = 120
     default_locale: str = "en"
+    # Reverse proxies in front of the app that set X-Forwarded-For/-Proto (0 = none): without this,
+    # behind nginx every client has the proxy's address and per-address login throttling is global.
+    proxy_hops: int = 0
+    # Send cookies only over HTTPS; None = on, except in demo and test mode (plain http on localhost).
+    secure_cookies: bool | None = None
     extra: Mapping[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -65,6 +70,10 @@ class Settings:
                 )
         if len(self.secret_key) < 16:
             raise SettingsError(f"{ENV_PREFIX}SECRET_KEY: must be at least 16 characters")
+        if self.secure_cookies is None:
+            object.__setattr__(self, "secure_cookies", not (self.demo_mode or self.testing))
+        if not 0 <= self.proxy_hops <= 5:
+            raise SettingsError(f"{ENV_PREFIX}PROXY_HOPS: must be between 0 and 5")
         if self.default_locale not in ("en", "zh"):
             raise SettingsError(f"{ENV_PREFIX}DEFAULT_LOCALE: must be 'en' or 'zh'")
         for name in ("max_request_bytes", "max_json_depth", "sweeper_batch_size", "timer_lease_seconds"):
@@ -102,6 +111,7 @@ class Settings:
             "SESSION_IDLE_MINUTES": "session_idle_minutes",
             "SWEEPER_BATCH_SIZE": "sweeper_batch_size",
             "TIMER_LEASE_SECONDS": "timer_lease_seconds",
+            "PROXY_HOPS": "proxy_hops",
         }
         for var, attr in integers.items():
             raw = env.get(ENV_PREFIX + var)
@@ -118,10 +128,11 @@ class Settings:
                 raise SettingsError(
                     f"{ENV_PREFIX}SWEEPER_INTERVAL_SECONDS: expected a number, got {raw!r}"
                 ) from None
-        demo = env.get(ENV_PREFIX + "DEMO", "")
-        if demo:
-            if demo.lower() not in ("0", "1", "true", "false", "yes", "no"):
-                raise SettingsError(f"{ENV_PREFIX}DEMO: expected 1/0/true/false, got {demo!r}")
-            values["demo_mode"] = demo.lower() in ("1", "true", "yes")
+        for var, attr in (("DEMO", "demo_mode"), ("SECURE_COOKIES", "secure_cookies")):
+            flag = env.get(ENV_PREFIX + var, "")
+            if flag:
+                if flag.lower() not in ("0", "1", "true", "false", "yes", "no"):
+                    raise SettingsError(f"{ENV_PREFIX}{var}: expected 1/0/true/false, got {flag!r}")
+                values[attr] = flag.lower() in ("1", "true", "yes")
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

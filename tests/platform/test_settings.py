@@ -66,3 +66,35 @@ def test_importing_the_app_reads_no_environment(monkeypatch: pytest.MonkeyPatch)
 
     importlib.reload(app_module)
     assert seen == []
+
+
+def test_cookies_are_secure_by_default_outside_demo_and_tests(tmp_path: Path) -> None:
+    base = {"SALESMESH_SECRET_KEY": "k" * 20, "SALESMESH_INSTANCE_PATH": str(tmp_path)}
+    assert Settings.from_env(base).secure_cookies is True
+    assert Settings.from_env({**base, "SALESMESH_DEMO": "1"}).secure_cookies is False
+    assert Settings.from_env({**base, "SALESMESH_SECURE_COOKIES": "0"}).secure_cookies is False
+    with pytest.raises(SettingsError, match="SALESMESH_PROXY_HOPS"):
+        Settings.from_env({**base, "SALESMESH_PROXY_HOPS": "9"})
+
+
+def test_proxy_hops_give_the_client_address_to_login_throttling(tmp_path: Path) -> None:
+    from flask import request
+
+    from salesmesh.platform.app import create_app
+
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'p.db'}", instance_path=tmp_path, testing=True, proxy_hops=1
+    )
+    app = create_app(settings)
+    seen = {}
+
+    @app.get("/_ip")
+    def _ip() -> str:
+        seen["ip"] = request.remote_addr
+        return "ok"
+
+    app.test_client().get(
+        "/_ip", headers={"X-Forwarded-For": "203.0.113.7"}, environ_base={"REMOTE_ADDR": "10.0.0.1"}
+    )
+    assert seen["ip"] == "203.0.113.7"
+    assert app.config["SESSION_COOKIE_SECURE"] is False  # testing
