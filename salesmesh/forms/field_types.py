@@ -1,6 +1,7 @@
 """The built-in field types: text, long_text, number, money, date, datetime, select, multi_select,
-boolean, phone, email, url, reference, file and heading. They register at import exactly as a plugin's
-types would.
+boolean, phone, email, url, reference, file and heading (the picked ones — select, multi_select, boolean,
+reference, file — and heading are defined in `picker_types`). They register here, at import, exactly as a
+plugin's types would.
 
 Stored (JSON-safe) values, per type: text types → trimmed strings (phone → E.164 such as
 `+8613812345678`, email → lowercase, url → an http(s) URL); number → a JSON number (an integer when
@@ -24,28 +25,28 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from salesmesh.forms.fields import BindContext, FieldInvalid, FieldSpec, FieldType, register_field_type
+from salesmesh.forms.fields import (
+    BindContext,
+    FieldInvalid,
+    FieldSpec,
+    FieldType,
+    raw_text,
+    register_field_type,
+    x_message,
+)
 from salesmesh.forms.patterns import MAX_PATTERN_INPUT
 from salesmesh.forms.phones import PhoneInvalid, format_phone, normalize_phone
+from salesmesh.forms.picker_types import (
+    BooleanType,
+    FileType,
+    HeadingType,
+    MultiSelectType,
+    ReferenceType,
+    SelectType,
+)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _CONTROL_LINE = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _msg(en: str, zh: str) -> dict[str, str]:
-    return {"en": en, "zh": zh}
-
-
-def _text(raw: Any, ctx: BindContext) -> str | None:
-    """Return raw input as a stripped string (None when empty), refusing non-text JSON."""
-    if raw is None:
-        return None
-    if isinstance(raw, list | tuple) and ctx.source == "form":
-        raw = raw[0] if raw else ""
-    if not isinstance(raw, str):
-        raise FieldInvalid("Must be text", "必须是文本")
-    text = raw.strip()
-    return text or None
 
 
 # --- text ------------------------------------------------------------------------------------------
@@ -64,7 +65,7 @@ class TextType(FieldType):
         if spec.pattern is not None:
             frag["pattern"] = spec.pattern.pattern
             frag["x-messages"] = {
-                "pattern": _msg("Does not have the expected format", "格式不正确"),
+                "pattern": x_message("Does not have the expected format", "格式不正确"),
             }
         return frag
 
@@ -73,7 +74,7 @@ class TextType(FieldType):
         return text
 
     def convert(self, raw: Any, spec: FieldSpec, ctx: BindContext) -> Any:
-        text = _text(raw, ctx)
+        text = raw_text(raw, ctx)
         if text is None:
             return None
         if self.multiline:
@@ -215,7 +216,7 @@ def _decimal(raw: Any, ctx: BindContext, *, money: bool = False) -> Decimal | No
         return Decimal(str(raw))
     if ctx.source == "json" and not money:
         raise FieldInvalid("Must be a number", "必须是数字")
-    text = _text(raw, ctx)
+    text = raw_text(raw, ctx)
     if text is None:
         return None
     text = unicodedata.normalize("NFKC", text).replace(" ", "")
@@ -310,7 +311,7 @@ class MoneyType(FieldType):
         return {
             "type": "string",
             "pattern": rf"^-?(0|[1-9][0-9]{{0,{self.max_digits - 1}}}){fraction}$",
-            "x-messages": {"pattern": _msg("Must be an amount", "必须是金额")},
+            "x-messages": {"pattern": x_message("Must be an amount", "必须是金额")},
         }
 
     def convert(self, raw: Any, spec: FieldSpec, ctx: BindContext) -> Any:
@@ -364,12 +365,12 @@ class DateType(FieldType):
             "format": "date",
             "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
             "x-messages": {
-                "pattern": _msg("Must be a date written as YYYY-MM-DD", "日期格式须为 YYYY-MM-DD")
+                "pattern": x_message("Must be a date written as YYYY-MM-DD", "日期格式须为 YYYY-MM-DD")
             },
         }
 
     def convert(self, raw: Any, spec: FieldSpec, ctx: BindContext) -> Any:
-        text = _text(raw, ctx)
+        text = raw_text(raw, ctx)
         if text is None:
             return None
         text = unicodedata.normalize("NFKC", text).replace(" ", "")
@@ -406,11 +407,11 @@ class DateTimeType(FieldType):
         return {
             "type": "string",
             "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$",
-            "x-messages": {"pattern": _msg("Must be a date and time", "必须是日期时间")},
+            "x-messages": {"pattern": x_message("Must be a date and time", "必须是日期时间")},
         }
 
     def convert(self, raw: Any, spec: FieldSpec, ctx: BindContext) -> Any:
-        text = _text(raw, ctx)
+        text = raw_text(raw, ctx)
         if text is None:
             return None
         moment = _parse_datetime(unicodedata.normalize("NFKC", text)) if len(text) <= 40 else None
@@ -433,228 +434,6 @@ class DateTimeType(FieldType):
         if moment is None or moment.tzinfo is None:
             return str(value)
         return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M")
-
-
-# --- choices ---------------------------------------------------------------------------------------
-
-
-class SelectType(FieldType):
-    name = "select"
-    macro = "select_input"
-
-    def control_attributes(self, spec: FieldSpec) -> dict[str, Any]:
-        return {}
-
-    def schema(self, spec: FieldSpec) -> dict[str, Any]:
-        return {
-            "type": "string",
-            "enum": [value for value, _ in spec.options],
-            "x-messages": {"enum": _msg("Choose one of the listed options", "请从列出的选项中选择")},
-        }
-
-    def convert(self, raw: Any, spec: FieldSpec, ctx: BindContext) -> Any:
-        return _text(raw, ctx)
-
-    def display(self, value: Any, spec: FieldSpec, locale: str, tz: tzinfo) -> str:
-        found = spec.option_label(value)
-        return str(found.get(locale) or found.get("en")) if found else str(value)
-
-
-class MultiSelectType(FieldType):
-    name = "multi_select"
-    macro = "checkbox_group"
-    multiple = True
-
-    def control_attributes(self, spec: FieldSpec) -> dict[str, Any]:
-        return {}  # the id names the <fieldset>; each option is its own checkbox
-
-    def schema(self, spec: FieldSpec) -> dict[str, Any]:
-        frag: dict[str, Any] = {
-            "type": "array",
-            "uniqueItems": True,
-            "items": {
-                "type": "string",
-                "enum": [value for value, _ in spec.options],
-                "x-messages": {"enum": _msg("Choose from the listed options", "请从列出的选项中选择")},
-            },
-        }
-        frag["maxItems"] = spec.max_selected or len(spec.options)
-        frag["x-messages"] = {
-            "maxItems": _msg(f"Choose at most {frag['maxItems']}", f"最多选择 {frag['maxItems']} 项")
-        }
-        return frag
-
-    def convert(self, raw: Any, spec: FieldSpec, ctx: BindContext) -> Any:
-        if raw is None:
-            return None
-        if isinstance(raw, str) and ctx.source == "form":
-            raw = [raw]
-        if not isinstance(raw, list | tuple) or not all(isinstance(v, str) for v in raw):
-            raise FieldInvalid("Must be a list of option values", "必须是由选项值组成的列表")
-        chosen: list[str] = []
-        for item in raw:
-            value = item.strip()
-            if value and value not in chosen:
-                chosen.append(value)
-        return chosen or None
-
-    def input_value(self, value: Any, spec: FieldSpec, tz: tzinfo) -> Any:
-        return list(value) if isinstance(value, list | tuple) else []
-
-    def display(self, value: Any, spec: FieldSpec, locale: str, tz: tzinfo) -> str:
-        items = value if isinstance(value, list | tuple) else [value]
-        names = []
-        for item in items:
-            found = spec.option_label(item)
-            names.append(str(found.get(locale) or found.get("en")) if found else str(item))
-        return ("、" if locale == "zh" else ", ").join(names)
-
-
-_TRUE = frozenset({"on", "true", "1", "yes", "y"})
-_FALSE = frozenset({"off", "false", "0", "no", "n", ""})
-
-
-class BooleanType(FieldType):
-    name = "boolean"
-    macro = "checkbox"
-
-    def control_attributes(self, spec: FieldSpec) -> dict[str, Any]:
-        return {"type": "checkbox", "value": "true"}
-
-    def schema(self, spec: FieldSpec) -> dict[str, Any]:
-        return {"type": "boolean"}
-
-    def convert(self, raw: Any, spec: FieldSpec, ctx: BindContext) -> Any:
-        if isinstance(raw, bool):
-            return raw
-        if ctx.source == "json":
-            if raw is None:
-                return None
-            raise FieldInvalid("Must be true or false", "必须是 true 或 false")
-        if isinstance(raw, list | tuple):
-            raw = raw[-1] if raw else None
-        if raw is None:
-            return False  # an unchecked checkbox sends nothing
-        text = str(raw).strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-        raise FieldInvalid("Must be yes or no", "必须为是或否")
-
-    def input_value(self, value: Any, spec: FieldSpec, tz: tzinfo) -> Any:
-        return value is True or (isinstance(value, str) and value.strip().lower() in _TRUE)
-
-    def display(self, value: Any, spec: FieldSpec, locale: str, tz: tzinfo) -> str:
-        if locale == "zh":
-            return "是" if value else "否"
-        return "Yes" if value else "No"
-
-
-# --- references and files -------------------------------------------------------------------------
-
-REFERENCE_NAMES = {
-    "customer": ("customer", "客户"),
-    "contact": ("contact", "联系人"),
-    "user": ("user", "用户"),
-    "lead": ("lead", "线索"),
-    "deal": ("deal", "商机"),
-}
-
-
-class ReferenceType(FieldType):
-    name = "reference"
-    macro = "reference_input"
-    input_mode = "numeric"
-
-    def schema(self, spec: FieldSpec) -> dict[str, Any]:
-        return {"type": "integer", "minimum": 1}
-
-    def convert(self, raw: Any, spec: FieldSpec, ctx: BindContext) -> Any:
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            value = raw
-        elif ctx.source == "form":
-            text = _text(raw, ctx)
-            if text is None:
-                return None
-            if not text.isdigit() or not text.isascii() or len(text) > 18:
-                raise FieldInvalid("Choose a record from the list", "请从列表中选择记录")
-            value = int(text)
-        elif raw is None:
-            return None
-        else:
-            raise FieldInvalid("Must be the id of a record", "必须是记录的 ID")
-        if value < 1:
-            raise FieldInvalid("Must be the id of a record", "必须是记录的 ID")
-        return value
-
-    def check(self, value: Any, spec: FieldSpec, ctx: BindContext) -> None:
-        if ctx.resolver is not None and not ctx.resolver(spec, value):
-            target = (spec.reference or {}).get("target", "")
-            en, zh = REFERENCE_NAMES.get(target, (target, target))
-            raise FieldInvalid(f"No such {en} (#{value})", f"{zh}（#{value}）不存在")
-
-    def input_value(self, value: Any, spec: FieldSpec, tz: tzinfo) -> Any:
-        return "" if value is None else str(value)
-
-    def display(self, value: Any, spec: FieldSpec, locale: str, tz: tzinfo) -> str:
-        return f"#{value}"
-
-
-class FileType(FieldType):
-    name = "file"
-    macro = "file_input"
-    multiple = True
-    uploads = True
-
-    def control_attributes(self, spec: FieldSpec) -> dict[str, Any]:
-        limits = spec.file or {}
-        accept = ",".join("." + t for t in limits.get("allowed_types", []))
-        return {"type": "file", "accept": accept, "multiple": limits.get("max_files", 1) > 1}
-
-    def schema(self, spec: FieldSpec) -> dict[str, Any]:
-        from salesmesh.forms.files import descriptor_schema
-
-        limits = spec.file or {}
-        return {
-            "type": "array",
-            "maxItems": limits.get("max_files", 1),
-            "items": descriptor_schema(limits),
-            "x-messages": {
-                "maxItems": _msg(
-                    f"Attach at most {limits.get('max_files', 1)} file(s)",
-                    f"最多上传 {limits.get('max_files', 1)} 个文件",
-                )
-            },
-        }
-
-    def convert(self, raw: Any, spec: FieldSpec, ctx: BindContext) -> Any:
-        from salesmesh.forms.files import convert_files
-
-        return convert_files(raw, spec, ctx)
-
-    def input_value(self, value: Any, spec: FieldSpec, tz: tzinfo) -> Any:
-        return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-    def display(self, value: Any, spec: FieldSpec, locale: str, tz: tzinfo) -> str:
-        items = value if isinstance(value, list) else [value]
-        names = [str(v.get("name", "")) if isinstance(v, dict) else str(v) for v in items]
-        return ("、" if locale == "zh" else ", ").join(names)
-
-
-class HeadingType(FieldType):
-    name = "heading"
-    macro = "heading"
-    takes_input = False
-
-    def control_attributes(self, spec: FieldSpec) -> dict[str, Any]:
-        return {}
-
-    def schema(self, spec: FieldSpec) -> dict[str, Any] | None:
-        return None
-
-    def convert(self, raw: Any, spec: FieldSpec, ctx: BindContext) -> Any:
-        return None
 
 
 BUILTIN_TYPES = (

@@ -203,6 +203,23 @@ class FieldType:
         return str(value)
 
 
+def x_message(en: str, zh: str) -> dict[str, str]:
+    """Return a bilingual `x-messages` entry for a schema keyword."""
+    return {"en": en, "zh": zh}
+
+
+def raw_text(raw: Any, ctx: BindContext) -> str | None:
+    """Return raw input as a stripped string (None when empty), refusing non-text JSON."""
+    if raw is None:
+        return None
+    if isinstance(raw, list | tuple) and ctx.source == "form":
+        raw = raw[0] if raw else ""
+    if not isinstance(raw, str):
+        raise FieldInvalid("Must be text", "必须是文本")
+    text = raw.strip()
+    return text or None
+
+
 _REGISTRY: dict[str, FieldType] = {}
 _LOCK = threading.Lock()
 _builtins_loaded = False
