@@ -34,8 +34,6 @@ OUTCOME_NAMES: Mapping[str, str] = {
 OUTCOMES = tuple(OUTCOME_NAMES)
 # The kinds offered by the quick log form, call first (document opens are recorded by tracking).
 QUICK_KINDS = ("call", "visit", "message", "email", "meeting", "material_sent", "objection", "note")
-# The submit button says what is being logged.
-LOG_BUTTONS: Mapping[str, str] = {"call": N_("Log call"), "visit": N_("Log visit")}
 END_OF_DAY = time(23, 59, 59)
 
 
@@ -185,7 +183,6 @@ def read_task(form: Mapping[str, Any], times: Times) -> tuple[dict[str, Any], Er
 SERVICE_FIELDS: Mapping[str, str] = {
     "/next_step_due_at": "next_step_due",
     "/due_at": "due",
-    "/occurred_at": "summary",
 }
 
 

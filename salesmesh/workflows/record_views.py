@@ -51,7 +51,6 @@ from salesmesh.workflows.models import (
     Lead,
 )
 from salesmesh.workflows.record_ui import (
-    LOG_BUTTONS,
     OUTCOME_NAMES,
     QUICK_KINDS,
     Errors,
@@ -154,7 +153,9 @@ def _option(spec: FormSpec | None, key: str, value: Any) -> str:
         return ""
     found = spec.field(key) if spec is not None else None
     text = found.option_label(value) if found is not None else None
-    return text.get(current_locale()) or text.get("en", value) if text else str(value)
+    if not text:
+        return str(value)
+    return text.get(current_locale()) or text.get("en") or str(value)
 
 
 def _common(subject: str, record: Any, times: Times, **extra: Any) -> dict[str, Any]:
@@ -182,7 +183,6 @@ def _common(subject: str, record: Any, times: Times, **extra: Any) -> dict[str, 
         "quick_kinds": QUICK_KINDS,
         "kind_names": ACTIVITY_KIND_NAMES,
         "outcome_names": OUTCOME_NAMES,
-        "log_buttons": LOG_BUTTONS,
         "audit_names": AUDIT_NAMES,
         "light_names": LIGHT_NAMES,
         "err": lambda item: error_text(item, times.locale),
