@@ -219,6 +219,7 @@ ACTIONS: dict[str, Check] = {
     "token.create": _roles_or_self("admin"),
     "token.revoke": _roles_or_owner("admin"),
     "lead.view": _visible,
+    "lead.edit": _visible,
     "lead.list": _roles("admin", "ops", "lead", "rep"),
     "lead.convert": _visible,
     # Record actions: `obj` is the row acted on, or for creation the parent/subject row (the customer a

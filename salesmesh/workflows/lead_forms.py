@@ -113,8 +113,8 @@ def update_lead_form(
 ) -> Lead:
     """Validate a submission of the lead's form and store it (raises LeadFormInvalid with field errors)."""
     lead: Lead = rv.load(session, actor, Lead, lead_id)
-    # Whoever may see a lead may correct its details, as for customers and deals (policy `_visible`).
-    rv.check(actor, "lead.view", lead)
+    # Whoever may see a lead may correct its details, as for customers and deals (policy "lead.edit").
+    rv.check(actor, "lead.edit", lead)
     spec = lead_form_spec(session, lead)
     if spec is None:
         raise rv.fail("/form", N_("There is no published lead form to edit this lead with."))
