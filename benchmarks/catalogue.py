@@ -2,7 +2,12 @@
 
 import importlib
 
-MODULES = ("benchmarks.pack_import", "benchmarks.condition_eval", "benchmarks.form_render")
+MODULES = (
+    "benchmarks.pack_import",
+    "benchmarks.condition_eval",
+    "benchmarks.form_render",
+    "benchmarks.routing_eval",
+)
 
 
 def load() -> None:

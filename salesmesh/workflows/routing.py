@@ -24,11 +24,13 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from salesmesh.platform.audit import record_event
 from salesmesh.platform.clock import Clock
 from salesmesh.platform.i18n import N_, gettext, label
+from salesmesh.platform.models import User
 from salesmesh.workflows.models import Activity, Lead
 from salesmesh.workflows.routing_decide import (
     OUTCOME_NAMES,
@@ -56,6 +58,7 @@ __all__ = [
     "compile_routing",
     "current_plan",
     "explain",
+    "explain_with_names",
     "lead_facts",
     "plan_for_version",
     "route_lead",
@@ -117,7 +120,7 @@ def route_lead(
         outcome = decide(
             plan,
             rule,
-            [dict(t) for t in trace],
+            dict(trace),
             snap.reps,
             facts=facts,
             positions=snap.positions,
@@ -257,24 +260,48 @@ def _summary(
     return first + ("" if lang == "zh" else " ") + second
 
 
+def _rules(trace: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Expand the stored compact rule trace into one entry per rule looked at, in order."""
+    if not isinstance(trace, Mapping):
+        return list(trace or ())
+    disabled = set(trace.get("disabled", ()))
+    errors = trace.get("errors") or {}
+    out: list[dict[str, Any]] = []
+    for key in trace.get("evaluated", ()):
+        if key == trace.get("matched"):
+            entry: dict[str, Any] = {"rule": key, "result": "matched"}
+            if trace.get("no_candidate"):
+                entry["candidates"] = 0
+        elif key in disabled:
+            entry = {"rule": key, "result": "disabled"}
+        elif key in errors:
+            entry = {"rule": key, "result": "error", "error": errors[key]}
+        else:
+            entry = {"rule": key, "result": "no_match"}
+        out.append(entry)
+    return out
+
+
+def _attempt_view(
+    attempt: Mapping[str, Any], names: Mapping[int, str], owner: Mapping[str, Any]
+) -> dict[str, Any]:
+    table = attempt.get("candidates") or {}
+    candidates = []
+    for i, uid in enumerate(table.get("user_id", ())):
+        entry = {column: values[i] for column, values in table.items()}
+        entry["name"] = names.get(uid) or (owner.get("name") if owner.get("user_id") == uid else None)
+        if uid == attempt.get("chosen"):
+            entry["chosen"] = True
+        candidates.append(entry)
+    excluded = [{**e, "name": names.get(e["user_id"], e.get("name"))} for e in attempt.get("excluded", ())]
+    return {**attempt, "candidates": candidates, "excluded": excluded}
+
+
 def explain(decision: RoutingDecision, *, names: Mapping[int, str] | None = None) -> dict[str, Any]:
     """Return a stored decision as the dict the lead page and API show (names: current user names by id)."""
     explanation = dict(decision.explanation or {})
     names = names or {}
-    attempts = []
-    for attempt in explanation.get("attempts", ()):
-        attempts.append(
-            {
-                **attempt,
-                "candidates": [
-                    {**c, "name": names.get(c["user_id"], c.get("name"))}
-                    for c in attempt.get("candidates", ())
-                ],
-                "excluded": [
-                    {**e, "name": names.get(e["user_id"], e.get("name"))} for e in attempt.get("excluded", ())
-                ],
-            }
-        )
+    owner = explanation.get("owner") or {}
     return {
         "id": decision.id,
         "lead_id": decision.lead_id,
@@ -293,10 +320,22 @@ def explain(decision: RoutingDecision, *, names: Mapping[int, str] | None = None
         "pool": decision.pool_key,
         "reason": decision.reason or explanation.get("reason"),
         "lead_age_minutes": round(decision.lead_age_seconds / 60, 1),
-        "rules": list(explanation.get("rules", ())),
-        "attempts": attempts,
+        "rules": _rules(explanation.get("rules") or {}),
+        "attempts": [_attempt_view(a, names, owner) for a in explanation.get("attempts", ())],
         "state": explanation.get("state"),
         "notify": list(explanation.get("notify", ())),
         "labels": explanation.get("labels", {}),
         "summary": {lang: _summary(decision, explanation, names, lang) for lang in ("en", "zh")},
     }
+
+
+def explain_with_names(session: Session, decision: RoutingDecision) -> dict[str, Any]:
+    """Explain a decision with the current names of every rep it mentions (one query)."""
+    ids: set[int] = set()
+    for attempt in (decision.explanation or {}).get("attempts", ()):
+        ids.update((attempt.get("candidates") or {}).get("user_id", ()))
+        ids.update(e["user_id"] for e in attempt.get("excluded", ()))
+    if decision.owner_id is not None:
+        ids.add(decision.owner_id)
+    names = dict(session.execute(select(User.id, User.name).where(User.id.in_(ids))).all()) if ids else {}
+    return explain(decision, names=names)

@@ -64,7 +64,7 @@ STRATEGY_NAMES = {
 OUTCOME_NAMES = {"assigned": N_("Assigned"), "pooled": N_("Put in a pool"), "unassigned": N_("Unassigned")}
 
 
-@dataclass
+@dataclass(slots=True)
 class RepState:
     """What routing knows about one rep at decision time."""
 
@@ -83,13 +83,14 @@ class RepState:
     today_scope: dict[str, int] = field(default_factory=dict)
     window_total: int = 0
     window_stale: int = 0
-    _data: tuple[int, dict[str, Any]] | None = field(default=None, repr=False)
+    # filter_data's result and the defaults it was built with (a snapshot serves one plan at a time).
+    _data: dict[str, Any] | None = field(default=None, repr=False)
+    _defaults: Mapping[str, Any] | None = field(default=None, repr=False)
 
     def filter_data(self, defaults: Mapping[str, Any]) -> dict[str, Any]:
         """Return what candidate filters read: the attributes (with defaults) plus the reserved names."""
-        cached = self._data
-        if cached is not None and cached[0] == id(defaults):
-            return cached[1]
+        if self._defaults is defaults and self._data is not None:
+            return self._data
         attrs = {**defaults, **self.attributes}
         data = {
             **attrs,
@@ -102,7 +103,7 @@ class RepState:
             "rep": attrs,
             "user": {"id": self.id, "role": self.role, "team": self.team_key, "name": self.name},
         }
-        self._data = (id(defaults), data)
+        self._data, self._defaults = data, defaults
         return data
 
 
@@ -129,6 +130,11 @@ def _test(condition: Condition, data: Mapping[str, Any], now: datetime) -> bool:
         return False
 
 
+def _data(rep: RepState, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    data = rep._data
+    return data if data is not None and rep._defaults is defaults else rep.filter_data(defaults)
+
+
 def _rotation(last: int | None) -> Any:
     if last is None:
         return lambda rep: (0, rep.id)
@@ -150,6 +156,26 @@ class _Attempt:
     eligible_ids: tuple[int, ...]
 
 
+def _reasons(
+    rep: RepState, a: Assignment, now: datetime, cooldown: Collection[int], weight: float | None
+) -> list[str]:
+    """Name every hard reason `rep` cannot take a lead from `a` (the slow path: only for excluded reps)."""
+    reasons: list[str] = []
+    if not rep.active:
+        reasons.append("deactivated")
+    if rep.unavailable_until is not None and rep.unavailable_until > now:
+        reasons.append("away")
+    if rep.id in cooldown:
+        reasons.append("claim_cooldown")
+    if a.daily_cap is not None and rep.today_scope.get(a.scope, 0) >= a.daily_cap:
+        reasons.append("over_rule_cap")
+    if rep.daily_capacity is not None and rep.today_total >= rep.daily_capacity:
+        reasons.append("over_daily_capacity")
+    if weight is not None and weight <= 0:
+        reasons.append("zero_weight")
+    return reasons
+
+
 def _attempt(
     plan: RoutingPlan,
     a: Assignment,
@@ -162,53 +188,69 @@ def _attempt(
     cooldown: Collection[int],
     explain: bool,
 ) -> _Attempt:
-    scope = a.scope
+    scope, roles, teams, cap = a.scope, a.roles, a.teams, a.daily_cap
     defaults = plan.attribute_defaults
-    weighted = a.strategy == "weighted"
-    eligible: list[tuple[RepState, float | None]] = []
+    test = a.filter.test if a.filter is not None else None
+    reads_lead = a.filter_reads_lead
+    weights = a.weights if a.strategy == "weighted" else None
     excluded: dict[str, list[int]] = {}
     records: list[dict[str, Any]] = []
     not_team: list[int] = []
     not_filter: list[int] = []
-    for rep in reps:
-        if rep.role not in a.roles:
-            continue
-        if a.teams is not None and rep.team_key not in a.teams:
-            not_team.append(rep.id)
-            continue
-        data = rep.filter_data(defaults)
-        if a.filter_reads_lead:
-            data = {**data, "lead": facts}
-        if a.filter is not None and not _test(a.filter, data, now):
-            not_filter.append(rep.id)
-            continue
-        reasons: list[str] = []
-        if not rep.active:
-            reasons.append("deactivated")
-        if rep.unavailable_until is not None and rep.unavailable_until > now:
-            reasons.append("away")
-        if rep.id in cooldown:
-            reasons.append("claim_cooldown")
-        rule_today = rep.today_scope.get(scope, 0)
-        if a.daily_cap is not None and rule_today >= a.daily_cap:
-            reasons.append("over_rule_cap")
-        if rep.daily_capacity is not None and rep.today_total >= rep.daily_capacity:
-            reasons.append("over_daily_capacity")
+    # Who fits the rule: role, team, candidate filter (comprehensions: this runs for every rep).
+    pool = [rep for rep in reps if rep.role in roles]
+    if teams is not None:
+        not_team = [rep.id for rep in pool if rep.team_key not in teams]
+        pool = [rep for rep in pool if rep.team_key in teams]
+    fits = pool
+    if test is not None:
+        if reads_lead:
+            fits = [rep for rep in pool if _test(a.filter, {**_data(rep, defaults), "lead": facts}, now)]  # type: ignore[arg-type]
+        else:
+            try:
+                fits = [
+                    rep
+                    for rep in pool
+                    if test(_data(rep, defaults) if rep._defaults is not defaults else rep._data, now)
+                ]
+            except ConditionError:  # a filter that cannot be evaluated for some rep: that rep does not fit
+                fits = [rep for rep in pool if _test(a.filter, _data(rep, defaults), now)]  # type: ignore[arg-type]
+        if explain and len(fits) < len(pool):
+            fitting = {rep.id for rep in fits}
+            not_filter = [rep.id for rep in pool if rep.id not in fitting]
+    # Who of them can take a lead now: the hard exclusions.
+    eligible: list[tuple[RepState, float | None]] = []
+    for rep in fits:
         weight = None
-        if weighted:
-            weight = next((w for cond, w in a.weights if _test(cond, data, now)), a.default_weight)
-            if weight <= 0:
-                reasons.append("zero_weight")
-        if reasons:
-            for reason in reasons:
-                excluded.setdefault(reason, []).append(rep.id)
-            if explain:
-                entry: dict[str, Any] = {"user_id": rep.id, "name": rep.name, "reasons": reasons}
-                if "away" in reasons:
-                    entry["away_until"] = rep.unavailable_until.isoformat()  # type: ignore[union-attr]
-                records.append(entry)
+        if weights is not None:
+            data = _data(rep, defaults)
+            if reads_lead:
+                data = {**data, "lead": facts}
+            weight = a.default_weight
+            for cond, w in weights:
+                if _test(cond, data, now):
+                    weight = w
+                    break
+        away = rep.unavailable_until
+        capacity = rep.daily_capacity
+        if (
+            rep.active
+            and (away is None or away <= now)
+            and (cap is None or rep.today_scope.get(scope, 0) < cap)
+            and (capacity is None or rep.today_total < capacity)
+            and (weight is None or weight > 0)
+            and rep.id not in cooldown
+        ):
+            eligible.append((rep, weight))
             continue
-        eligible.append((rep, weight))
+        reasons = _reasons(rep, a, now, cooldown, weight)
+        for reason in reasons:
+            excluded.setdefault(reason, []).append(rep.id)
+        if explain:
+            entry: dict[str, Any] = {"user_id": rep.id, "name": rep.name, "reasons": reasons}
+            if away is not None and away > now:
+                entry["away_until"] = away.isoformat()
+            records.append(entry)
 
     relaxed: list[str] = []
     if plan.respect_working_hours and eligible:
@@ -233,9 +275,8 @@ def _attempt(
             "rule": a.key,
             "channel": a.channel,
             "strategy": a.strategy,
-            "candidates": [
-                _candidate(rep, w, scope, fresh is not None, rep is chosen) for rep, w in eligible
-            ],
+            "candidates": _columns(a, eligible, fresh is not None),
+            "chosen": chosen.id if chosen is not None else None,
             "excluded": records,
             "not_matching": {"team": not_team, "filter": not_filter},
         }
@@ -243,7 +284,8 @@ def _attempt(
             record["relaxed"] = relaxed
         if stale:
             record["stale_lead"] = True
-    return _Attempt(chosen, record, excluded, tuple(rep.id for rep, _w in eligible))
+    ids = record["candidates"]["user_id"] if explain else [rep.id for rep, _w in eligible]
+    return _Attempt(chosen, record, excluded, tuple(ids))
 
 
 def _soft(
@@ -271,40 +313,47 @@ def _soft(
 
 
 def _choose(a: Assignment, eligible: list[tuple[RepState, float | None]], last: int | None) -> RepState:
+    """Pick by the strategy; ties (and round robin itself) go to the first rep after `last` by id."""
+    if a.strategy == "round_robin":
+        # `eligible` is in id order: the first id after `last`, else wrap to the first.
+        if last is not None:
+            for rep, _w in eligible:
+                if rep.id > last:
+                    return rep
+        return eligible[0][0]
     rotation = _rotation(last)
     scope = a.scope
     if a.strategy == "least_loaded":
         return min(
             eligible, key=lambda e: (e[0].open_leads or 0, e[0].today_scope.get(scope, 0), rotation(e[0]))
         )[0]
-    if a.strategy == "weighted":
-        return min(eligible, key=lambda e: ((e[0].today_scope.get(scope, 0) + 1) / e[1], rotation(e[0])))[0]  # type: ignore[operator]
-    return min(eligible, key=lambda e: rotation(e[0]))[0]
+    return min(eligible, key=lambda e: ((e[0].today_scope.get(scope, 0) + 1) / e[1], rotation(e[0])))[0]  # type: ignore[operator]
 
 
-def _candidate(rep: RepState, weight: float | None, scope: str, fresh: bool, chosen: bool) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "user_id": rep.id,
-        "name": rep.name,
-        "today": rep.today_total,
-        "rule_today": rep.today_scope.get(scope, 0),
+def _columns(
+    a: Assignment, eligible: list[tuple[RepState, float | None]], fresh: bool
+) -> dict[str, list[Any]]:
+    """The candidates considered, column by column (compact: a decision may list 80 of them)."""
+    scope = a.scope
+    columns: dict[str, list[Any]] = {
+        "user_id": [rep.id for rep, _w in eligible],
+        "today": [rep.today_total for rep, _w in eligible],
+        "rule_today": [rep.today_scope.get(scope, 0) for rep, _w in eligible],
     }
-    if rep.open_leads is not None:
-        entry["open_leads"] = rep.open_leads
-    if weight is not None:
-        entry["weight"] = weight
+    if a.strategy == "least_loaded":
+        columns["open_leads"] = [rep.open_leads or 0 for rep, _w in eligible]
+    if a.strategy == "weighted":
+        columns["weight"] = [w for _rep, w in eligible]
     if fresh:
-        entry["window"] = rep.window_total
-        entry["window_stale"] = rep.window_stale
-    if chosen:
-        entry["chosen"] = True
-    return entry
+        columns["window"] = [rep.window_total for rep, _w in eligible]
+        columns["window_stale"] = [rep.window_stale for rep, _w in eligible]
+    return columns
 
 
 def decide(
     plan: RoutingPlan,
     rule: Assignment | None,
-    trace: list[dict[str, Any]],
+    trace: dict[str, Any],
     reps: Sequence[RepState],
     *,
     facts: Mapping[str, Any],
@@ -314,7 +363,7 @@ def decide(
     cooldown: Collection[int] = (),
     explain: bool = True,
 ) -> Outcome:
-    """Decide where a lead goes, given the rule it matched and the reps' state; pure."""
+    """Decide where a lead goes, given the rule it matched and the reps' state (in id order); pure."""
     attempts: list[dict[str, Any]] = []
     exclusions: dict[str, list[int]] = {}
     targets = [rule, plan.fallback] if rule is not None else [plan.fallback]
@@ -356,8 +405,8 @@ def decide(
                 eligible_ids=attempt.eligible_ids,
             )
             break
-        if a is rule and trace:
-            trace[-1]["candidates"] = 0
+        if a is rule:
+            trace["no_candidate"] = True
         reason = "no_candidate"
     if result is None:
         result = Outcome(
@@ -372,7 +421,7 @@ def decide(
 def _explanation(
     plan: RoutingPlan,
     result: Outcome,
-    trace: list[dict[str, Any]],
+    trace: dict[str, Any],
     attempts: list[dict[str, Any]],
     lead_age_seconds: float,
 ) -> dict[str, Any]:

@@ -92,26 +92,37 @@ class RoutingPlan:
     freshness: Freshness | None
     day_zone: tzinfo
     document: Mapping[str, Any] = field(repr=False, compare=False)
+    # (rule index, compiled `when` test) of the enabled rules, and every rule key in order.
+    checks: tuple[tuple[int, Any], ...] = field(default=(), repr=False, compare=False)
+    rule_keys: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    disabled: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
-    def match(
-        self, facts: Mapping[str, Any], now: datetime
-    ) -> tuple[Assignment | None, list[dict[str, Any]]]:
-        """Return the first enabled rule whose `when` holds for the lead (or None) and the rules tried."""
-        trace: list[dict[str, Any]] = []
-        for rule in self.rules:
-            if not rule.enabled:
-                trace.append({"rule": rule.key, "result": "disabled"})
-                continue
+    def match(self, facts: Mapping[str, Any], now: datetime) -> tuple[Assignment | None, dict[str, Any]]:
+        """Return the first enabled rule whose `when` holds for the lead (or None) and the trace.
+
+        The trace is compact (it is stored with every decision): `evaluated`, the keys of the rules
+        looked at in order (the last one matched when `matched` is set), plus the `disabled` ones among
+        them and `errors` ({key: message}) for rules that could not be evaluated (they count as no match).
+        """
+        errors: dict[str, str] | None = None
+        keys = self.rule_keys
+        for index, test in self.checks:
             try:
-                hit = rule.when.test(facts, now=now)  # type: ignore[union-attr]
+                if test(facts, now):  # the compiled closure: (data, now)
+                    return self.rules[index], self._trace(index + 1, keys[index], errors)
             except ConditionError as exc:
-                trace.append({"rule": rule.key, "result": "error", "error": str(exc)[:300]})
-                continue
-            if hit:
-                trace.append({"rule": rule.key, "result": "matched"})
-                return rule, trace
-            trace.append({"rule": rule.key, "result": "no_match"})
-        return None, trace
+                errors = errors or {}
+                errors[keys[index]] = str(exc)[:300]
+        return None, self._trace(len(keys), None, errors)
+
+    def _trace(self, count: int, matched: str | None, errors: dict[str, str] | None) -> dict[str, Any]:
+        trace: dict[str, Any] = {"evaluated": list(self.rule_keys[:count]), "matched": matched}
+        disabled = [key for key in self.disabled if key in trace["evaluated"]] if self.disabled else None
+        if disabled:
+            trace["disabled"] = disabled
+        if errors:
+            trace["errors"] = errors
+        return trace
 
     def assignment(self, scope: str) -> Assignment:
         """Return the rule whose scope is `scope`, or the fallback."""
@@ -211,6 +222,9 @@ def compile_routing(
         freshness=freshness,
         day_zone=calendar.tz if calendar is not None else UTC,
         document=document,
+        checks=tuple((i, r.when.test) for i, r in enumerate(rules) if r.enabled and r.when is not None),
+        rule_keys=tuple(r.key for r in rules if r.key is not None),
+        disabled=frozenset(r.key for r in rules if not r.enabled and r.key is not None),
     )
 
 

@@ -159,7 +159,8 @@ def test_weighted_gives_senior_reps_twice_the_leads(session: Session, clock: Fro
     owners = [_route(session, clock, COUNTY).owner_id for _ in range(6)]
     assert owners.count(senior.id) == 4 and owners.count(middle.id) == 2
     decision = session.scalars(select(RoutingDecision).order_by(RoutingDecision.id.desc())).first()
-    weights = {c["user_id"]: c["weight"] for c in decision.explanation["attempts"][0]["candidates"]}  # type: ignore[union-attr]
+    candidates = explain(decision)["attempts"][0]["candidates"]  # type: ignore[arg-type]
+    weights = {c["user_id"]: c["weight"] for c in candidates}
     assert weights == {senior.id: 2.0, middle.id: 1.0}
 
 
@@ -191,13 +192,13 @@ def test_away_deactivated_and_cooldown_are_skipped_with_reasons(
     first = decision.explanation["attempts"][0]
     reasons = {e["user_id"]: e["reasons"] for e in first["excluded"]}
     assert reasons == {md["wang"].id: ["away"], md["li"].id: ["deactivated"], extra.id: ["claim_cooldown"]}
-    assert first["candidates"] == []
+    assert first["candidates"]["user_id"] == [] and first["chosen"] is None
     away = next(e for e in first["excluded"] if e["user_id"] == md["wang"].id)
     assert away["away_until"] == (clock.now() + timedelta(hours=2)).isoformat()
     # The key-account rule found nobody: the fallback (least loaded, all reps) decided and ops are notified.
     assert decision.used_fallback and decision.rule_key is None and decision.channel == "standard"
     assert decision.explanation["rule"] == "tertiary_a_key_account"
-    assert decision.explanation["rules"][-1] == {
+    assert explain(decision)["rules"][-1] == {
         "rule": "tertiary_a_key_account",
         "result": "matched",
         "candidates": 0,
