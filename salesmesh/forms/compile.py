@@ -30,10 +30,10 @@ from jsonschema.exceptions import SchemaError
 from sqlalchemy.orm import Session, object_session
 
 from salesmesh.forms.fields import FieldSpec, UnknownFieldType, get_field_type
-from salesmesh.forms.patterns import UnsafePattern, check_pattern
 from salesmesh.metamodel.conditions import ConditionError, compile_condition
 from salesmesh.metamodel.fastcheck import compile_check
 from salesmesh.metamodel.models import DefinitionVersion
+from salesmesh.metamodel.patterns import UnsafePattern, check_pattern
 from salesmesh.metamodel.validation import upgrade_document, validate_document
 from salesmesh.metamodel.validation_errors import DocumentInvalid
 from salesmesh.metamodel.versions import get_published

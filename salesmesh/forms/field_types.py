@@ -34,7 +34,6 @@ from salesmesh.forms.fields import (
     register_field_type,
     x_message,
 )
-from salesmesh.forms.patterns import MAX_PATTERN_INPUT
 from salesmesh.forms.phones import PhoneInvalid, format_phone, normalize_phone
 from salesmesh.forms.picker_types import (
     BooleanType,
@@ -44,6 +43,7 @@ from salesmesh.forms.picker_types import (
     ReferenceType,
     SelectType,
 )
+from salesmesh.metamodel.patterns import MAX_PATTERN_INPUT
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _CONTROL_LINE = re.compile(r"[\x00-\x1f\x7f]")

@@ -1,5 +1,6 @@
 """Safe regular expressions for form fields: which `pattern` settings a form may use and how long an input
-may be before a pattern is run on it.
+may be before a pattern is run on it. Definition validation and the form compiler both use it, so a
+form that publishes always compiles.
 
 Python's `re` backtracks and cannot be interrupted, so a careless pattern can hang a worker (ReDoS). The
 form compiler refuses, with a bilingual reason: patterns longer than `MAX_PATTERN_LENGTH`; patterns that

@@ -9,11 +9,11 @@ The per-kind checks live in `semantics_records` and `semantics_process`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from salesmesh.metamodel.conditions import condition_errors
+from salesmesh.metamodel.patterns import UnsafePattern, check_pattern
 from salesmesh.metamodel.validation_errors import ValidationError, join_pointer
 
 Check = Callable[[dict[str, Any]], list[ValidationError]]
@@ -119,21 +119,16 @@ def condition_vars(condition: Any) -> set[str]:
 
 # --- regular expressions -----------------------------------------------------------------------------
 
-# A quantified group that itself contains a quantifier, e.g. (a+)+ or (\w*)*: catastrophic backtracking.
-_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*[+*{]")
-
 
 def regex_problem(pattern: str) -> tuple[str, str] | None:
-    """Return (English, Chinese) reasons a user-supplied regex is unusable or unsafe, or None."""
+    """Return (English, Chinese) reasons a user-supplied regex is unusable or unsafe, or None.
+
+    The same rules as the form compiler (`salesmesh.metamodel.patterns`), so whatever publishes compiles.
+    """
     try:
-        re.compile(pattern)
-    except (re.error, RecursionError, OverflowError) as exc:
-        return f"Not a valid regular expression: {exc}", f"不是有效的正则表达式：{exc}"
-    if _NESTED_QUANTIFIER.search(pattern) or re.search(r"\\[1-9]", pattern):
-        return (
-            "Regular expression is unsafe (nested quantifiers or back-references)",
-            "正则表达式不安全（含嵌套量词或反向引用）",
-        )
+        check_pattern(pattern)
+    except UnsafePattern as exc:
+        return exc.message, exc.message_zh
     return None
 
 
