@@ -10,7 +10,7 @@ scripts, HTML and SVG are always refused, whatever the extension says, since the
 on a desktop. Binding streams each upload into a temporary file under the store while hashing it;
 `commit()` moves the accepted ones into place once the whole submission is valid and `discard()`
 removes them otherwise. The store is `<instance>/uploads` unless the settings name another directory
-(`Settings.extra["upload_dir"]`).
+(`Settings.upload_dir`, from SALESMESH_UPLOAD_DIR).
 """
 
 from __future__ import annotations
@@ -201,8 +201,8 @@ class FileStore:
 
     @classmethod
     def for_settings(cls, settings: Any) -> FileStore:
-        """Return the store the settings configure (`extra["upload_dir"]`, else `<instance>/uploads`)."""
-        configured = (getattr(settings, "extra", None) or {}).get("upload_dir")
+        """Return the store the settings configure (`upload_dir`, else `<instance>/uploads`)."""
+        configured = getattr(settings, "upload_dir", None)
         return cls(Path(configured) if configured else Path(settings.instance_path) / "uploads")
 
     def path(self, file_id: str) -> Path:

@@ -26,6 +26,8 @@ class Settings:
     redis_url: str | None = None
     secret_key: str = ""
     instance_path: Path = field(default_factory=lambda: Path("instance").resolve())
+    # Where form attachments are stored (None = <instance>/uploads).
+    upload_dir: Path | None = None
     demo_mode: bool = False
     testing: bool = False
     max_request_bytes: int = 2 * 1024 * 1024
@@ -47,6 +49,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "instance_path", Path(self.instance_path).resolve())
+        if self.upload_dir is not None:
+            object.__setattr__(self, "upload_dir", Path(self.upload_dir).resolve())
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{self.instance_path / 'salesmesh.db'}")
         if not self.database_url.startswith(("sqlite", "postgresql")):
@@ -98,6 +102,7 @@ class Settings:
             "REDIS_URL": "redis_url",
             "SECRET_KEY": "secret_key",
             "INSTANCE_PATH": "instance_path",
+            "UPLOAD_DIR": "upload_dir",
             "DEFAULT_LOCALE": "default_locale",
             "JOB_QUEUE": "job_queue",
         }

@@ -110,7 +110,7 @@ def test_accepted_kinds_and_names(store: FileStore) -> None:
 def test_store_location_follows_settings(tmp_path: Path) -> None:
     settings = Settings(database_url="sqlite://", instance_path=tmp_path / "inst", testing=True)
     assert FileStore.for_settings(settings).root == tmp_path / "inst" / "uploads"
-    custom = settings.with_(extra={"upload_dir": str(tmp_path / "files")})
+    custom = settings.with_(upload_dir=tmp_path / "files")
     assert FileStore.for_settings(custom).root == tmp_path / "files"
 
 

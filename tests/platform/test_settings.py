@@ -98,3 +98,12 @@ def test_proxy_hops_give_the_client_address_to_login_throttling(tmp_path: Path) 
     )
     assert seen["ip"] == "203.0.113.7"
     assert app.config["SESSION_COOKIE_SECURE"] is False  # testing
+
+
+def test_upload_dir_from_env(tmp_path: Path) -> None:
+    base = {"SALESMESH_SECRET_KEY": "k" * 20, "SALESMESH_INSTANCE_PATH": str(tmp_path)}
+    assert Settings.from_env(base).upload_dir is None
+    assert (
+        Settings.from_env({**base, "SALESMESH_UPLOAD_DIR": str(tmp_path / "up")}).upload_dir
+        == tmp_path / "up"
+    )
