@@ -118,13 +118,16 @@ class ListView:
         return actor is not None and (self.roles is None or actor.role in self.roles)
 
     def filter(self, key: str) -> FilterSpec | None:
+        """Return the declared filter called `key`, or None."""
         return next((f for f in self.filters if f.key == key), None)
 
     def column(self, name: str) -> ColumnSpec | None:
+        """Return the column showing the field `name`, or None."""
         return next((c for c in self.columns if c.field.name == name), None)
 
     @property
     def searchable(self) -> tuple[ColumnSpec, ...]:
+        """The columns `q` searches."""
         return tuple(c for c in self.columns if c.searchable)
 
 

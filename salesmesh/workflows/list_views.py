@@ -296,7 +296,11 @@ def save(record_type: str, view_key: str) -> Any:
 @login_required
 def open_saved(saved_id: int) -> Any:
     """Open a saved view: its list view with the stored parameters."""
-    saved = saved_views.get_saved_view(db(), g.user, saved_id)
+    session = db()
+    saved = saved_views.get_saved_view(session, g.user, saved_id)
+    if pick_view(load_views(session, saved.record_type), g.user, saved.view_key) is None:
+        flash(_("The list this view was saved on is no longer available."), "error")
+        return redirect(url_for("lists.records", record_type=saved.record_type))
     base = url_for("lists.view", record_type=saved.record_type, view_key=saved.view_key)
     pairs = saved_views.query_pairs(saved)
     return redirect(base + ("?" + urlencode(pairs) if pairs else ""))

@@ -106,6 +106,8 @@ class ListRow:
 
 @dataclass(frozen=True)
 class ListPage:
+    """One page of a list: its rows, the total of the whole filtered list, and where the page is."""
+
     rows: list[ListRow]
     total: int
     page: int
@@ -113,6 +115,7 @@ class ListPage:
 
     @property
     def pages(self) -> int:
+        """The number of pages (at least one)."""
         return max(1, -(-self.total // self.per_page))
 
 

@@ -270,3 +270,23 @@ def test_private_saved_views_stay_private(
     as_user(world["rep_a2"])
     assert client.get(f"/lists/saved/{row.id}").status_code == 404
     assert "Mine only" not in client.get("/lists/lead").get_data(as_text=True)
+
+
+def test_a_saved_view_whose_list_is_gone_opens_the_default_list(
+    as_user: Any, client: Any, session: Any, clock: Any, world: dict[str, Any]
+) -> None:
+    gone = SavedView(
+        user_id=world["rep_a1"].id,
+        record_type="lead",
+        view_key="retired-view",
+        name="Old",
+        params={"status": ["new"]},
+        shared_with_team=False,
+        created_at=clock.now(),
+    )
+    session.add(gone)
+    session.commit()
+    as_user(world["rep_a1"])
+    response = client.get(f"/lists/saved/{gone.id}")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/lists/lead")
+    assert "no longer available" in client.get("/lists/lead").get_data(as_text=True)

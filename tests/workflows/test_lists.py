@@ -562,5 +562,9 @@ def test_engine_on_postgresql(pg_runtime: Any, clock: Any) -> None:
         assert names(s, admin, q="big") == ["Big 100%"]  # ILIKE: case-insensitive
         assert names(s, admin, BOOL_VIEW, not_grade="secondary") == ["Big 100%", "Nothing"]
         assert names(s, admin, BOOL_VIEW, no_city="1") == ["Big 100%", "Mid", "Nothing", "Small_one"]
+        publish(s, clock, pipeline_doc())
+        publish(s, clock, DEAL_VIEW)  # published views load through a JSONB lookup of the record type
+        assert [v.key for v in load_views(s, "deal")] == ["test-open-deals"]
+        assert load_views(s, "deal")[0].stage_order[:2] == ("first_contact", "needs_confirmed")
         assert sorted(names(s, rep)) == ["Big 100%", "Mid", "Small_one"]
         assert names(s, rep, q="nothing") == []
