@@ -95,6 +95,14 @@ def _owned(actor: User, model: Any) -> ColumnElement[bool]:
     return model.user_id == actor.id
 
 
+def _own_or_team_shared(actor: User, model: Any) -> ColumnElement[bool]:
+    """Own rows (`user_id`) and rows shared (`shared_with_team`) within a team the actor is in or leads."""
+    mine = [Team.id == actor.team_id] if actor.team_id is not None else []
+    teams = select(Team.id).where(or_(Team.lead_id == actor.id, *mine))
+    sharers = select(User.id).where(User.team_id.in_(teams))
+    return or_(model.user_id == actor.id, model.shared_with_team.is_(True) & model.user_id.in_(sharers))
+
+
 # Business records other than leads: a lead sees their team's, a rep their own, no pool.
 _TEAM_OWNED: Mapping[str, Rule] = {
     "admin": _all,
@@ -119,6 +127,7 @@ SCOPES: dict[str, Mapping[str, Rule]] = {
     "audit_events": {"admin": _all},
     "api_tokens": {"admin": _all, "ops": _owned, "lead": _owned, "rep": _owned},
     "user_sessions": {"admin": _all, "ops": _owned, "lead": _owned, "rep": _owned},
+    "saved_views": {role: _own_or_team_shared for role in ("admin", "ops", "lead", "rep")},
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
@@ -20,7 +20,7 @@ from salesmesh.platform import policy
 from salesmesh.platform.audit import record_event
 from salesmesh.platform.clock import Clock
 from salesmesh.platform.i18n import N_
-from salesmesh.platform.models import Team, User
+from salesmesh.platform.models import User
 from salesmesh.workflows import record_values as rv
 from salesmesh.workflows.list_specs import ListView
 from salesmesh.workflows.lists import ListParams
@@ -34,24 +34,15 @@ _OTHER_LIST = N_("This saved view belongs to another list.")
 _TOO_MANY = N_("You can keep at most %(n)s saved views per list.")
 
 
-def _visible(actor: User) -> Any:
-    """Saved views `actor` may open: their own, and those shared by someone of a team they belong to/lead."""
-    teams = select(Team.id).where(
-        or_(Team.lead_id == actor.id, *([Team.id == actor.team_id] if actor.team_id is not None else []))
-    )
-    sharers = select(User.id).where(User.team_id.in_(teams))
-    return or_(
-        SavedView.user_id == actor.id, (SavedView.shared_with_team.is_(True)) & SavedView.user_id.in_(sharers)
-    )
-
-
 def list_saved_views(session: Session, actor: User, record_type: str) -> list[SavedView]:
     """Return the saved views of a record type `actor` may open (own first, then shared), by name."""
     policy.require(actor, f"{record_type}.list")
-    stmt = (
+    stmt = policy.scope(
         select(SavedView)
-        .where(SavedView.record_type == record_type, _visible(actor))
-        .order_by((SavedView.user_id != actor.id), SavedView.name, SavedView.id)
+        .where(SavedView.record_type == record_type)
+        .order_by((SavedView.user_id != actor.id), SavedView.name, SavedView.id),
+        actor,
+        SavedView,
     )
     return list(session.scalars(stmt))
 
@@ -62,7 +53,8 @@ def get_saved_view(session: Session, actor: User, view_id: Any) -> SavedView:
         key = int(view_id)
     except (TypeError, ValueError):
         raise NotFound() from None
-    row = session.scalars(select(SavedView).where(SavedView.id == key, _visible(actor))).first()
+    stmt = policy.scope(select(SavedView).where(SavedView.id == key), actor, SavedView)
+    row = session.scalars(stmt).first()
     if row is None or not policy.can(actor, f"{row.record_type}.list"):
         raise NotFound()
     return row
