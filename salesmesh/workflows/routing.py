@@ -12,6 +12,12 @@ audit event. About 7 statements on SQLite and 8 on PostgreSQL (its audit lock) w
 reps and rules, plus one to find the published plan when none is passed. The system activity is written
 directly rather than through `activities.log_activity`, which would add a second, generic audit event.
 
+Lock order (PostgreSQL): the round-robin turn holds the routing's cursor row until commit, and the audit
+event then takes the audit chain's lock. A transaction that writes its own audit events must do so AFTER
+`route_lead` (an intake audits the new lead after routing it), otherwise two concurrent transactions can
+wait for each other (PostgreSQL then aborts one as a deadlock). `exclude=` leaves reps out of this
+decision (a reassignment leaves out the owner it takes the lead from).
+
 Claim cooldown comes from pools: `set_cooldown_source(fn)` installs `fn(session, user_ids, now) ->
 ids in cooldown` (the default knows no cooldowns and costs no query); `route_lead(cooldown=...)`
 overrides it per call. `explain(decision)` turns a stored decision into the dict the lead page and the
@@ -95,6 +101,7 @@ def route_lead(
     clock: Clock,
     plan: RoutingPlan | None = None,
     cooldown: CooldownSource | None = None,
+    exclude: Collection[int] = (),
 ) -> RoutingDecision:
     """Route one lead by the published routing (or `plan`), assign it, and record the decision."""
     now = clock.now()
@@ -127,6 +134,7 @@ def route_lead(
             now=now,
             lead_age_seconds=age,
             cooldown=cooling,
+            exclude=exclude,
         )
         if outcome.owner is None:
             break

@@ -9,7 +9,8 @@ state it advances itself, and the `routing_eval` benchmark times it.
 
 Candidates, in this order: role (silently: admins and ops are never candidates), team, the candidate
 filter (a mismatch is listed compactly under `not_matching`), then the hard exclusions — deactivated,
-away (`unavailable_until` in the future), in claim cooldown, over the rule's daily cap, over the rep's
+away (`unavailable_until` in the future), in claim cooldown, left out by the caller (`exclude`: a
+reassignment leaves out the owner it takes the lead from), over the rule's daily cap, over the rep's
 `daily_capacity`, zero weight — and two soft ones that only apply while someone else is left:
 outside working hours (the rep's own calendar, attribute `calendar`, else the routing's SLA calendar)
 and freshness balancing (a stale lead skips reps whose stale share in the window would pass
@@ -41,6 +42,7 @@ REASON_NAMES = {
     "deactivated": N_("Deactivated"),
     "away": N_("Away"),
     "claim_cooldown": N_("In claim cooldown"),
+    "excluded": N_("Left out for this lead (e.g. the owner it is taken from)"),
     "over_rule_cap": N_("Reached the rule's daily cap"),
     "over_daily_capacity": N_("Reached their daily capacity"),
     "zero_weight": N_("Weight 0"),
@@ -157,7 +159,12 @@ class _Attempt:
 
 
 def _reasons(
-    rep: RepState, a: Assignment, now: datetime, cooldown: Collection[int], weight: float | None
+    rep: RepState,
+    a: Assignment,
+    now: datetime,
+    cooldown: Collection[int],
+    weight: float | None,
+    exclude: Collection[int],
 ) -> list[str]:
     """Name every hard reason `rep` cannot take a lead from `a` (the slow path: only for excluded reps)."""
     reasons: list[str] = []
@@ -167,6 +174,8 @@ def _reasons(
         reasons.append("away")
     if rep.id in cooldown:
         reasons.append("claim_cooldown")
+    if rep.id in exclude:
+        reasons.append("excluded")
     if a.daily_cap is not None and rep.today_scope.get(a.scope, 0) >= a.daily_cap:
         reasons.append("over_rule_cap")
     if rep.daily_capacity is not None and rep.today_total >= rep.daily_capacity:
@@ -186,6 +195,7 @@ def _attempt(
     now: datetime,
     lead_age_seconds: float,
     cooldown: Collection[int],
+    exclude: Collection[int],
     explain: bool,
 ) -> _Attempt:
     scope, roles, teams, cap = a.scope, a.roles, a.teams, a.daily_cap
@@ -240,10 +250,11 @@ def _attempt(
             and (capacity is None or rep.today_total < capacity)
             and (weight is None or weight > 0)
             and rep.id not in cooldown
+            and rep.id not in exclude
         ):
             eligible.append((rep, weight))
             continue
-        reasons = _reasons(rep, a, now, cooldown, weight)
+        reasons = _reasons(rep, a, now, cooldown, weight, exclude)
         for reason in reasons:
             excluded.setdefault(reason, []).append(rep.id)
         if explain:
@@ -361,6 +372,7 @@ def decide(
     now: datetime,
     lead_age_seconds: float,
     cooldown: Collection[int] = (),
+    exclude: Collection[int] = (),
     explain: bool = True,
 ) -> Outcome:
     """Decide where a lead goes, given the rule it matched and the reps' state (in id order); pure."""
@@ -385,6 +397,7 @@ def decide(
             now=now,
             lead_age_seconds=lead_age_seconds,
             cooldown=cooldown,
+            exclude=exclude,
             explain=explain,
         )
         for why, ids in attempt.excluded.items():

@@ -210,6 +210,18 @@ def test_away_deactivated_and_cooldown_are_skipped_with_reasons(
     assert _route(session, clock, TERTIARY).owner_id == md["wang"].id
 
 
+def test_excluded_reps_are_left_out_with_a_reason(
+    session: Session, clock: FrozenClock, md: dict[str, Any]
+) -> None:
+    lead = add_lead(session, clock, TOWNSHIP)
+    # Round robin would start with Zhao; a reassignment away from Zhao leaves Zhao out.
+    decision = route_lead(session, lead, clock=clock, exclude={md["zhao"].id})
+    assert decision.owner_id == md["sun"].id == lead.owner_id
+    assert decision.explanation["attempts"][0]["excluded"] == [
+        {"user_id": md["zhao"].id, "name": "Zhao Junior", "reasons": ["excluded"]}
+    ]
+
+
 def test_installed_cooldown_source_is_used(session: Session, clock: FrozenClock, md: dict[str, Any]) -> None:
     previous = set_cooldown_source(lambda _s, _ids, _now: {md["zhao"].id})
     try:
