@@ -267,14 +267,12 @@ def _defaults(document: Mapping[str, Any]) -> dict[str, Any]:
     return {a["key"]: a["default"] for a in document.get("attributes", ()) if "default" in a}
 
 
-def _build(
-    session: Session, version: DefinitionVersion, deps: list[_Published], docs: dict[int, DefinitionVersion]
-) -> RoutingPlan:
-    """Compile `version` with its calendars and rep-attribute defaults (loading documents not in `docs`)."""
+def _build(session: Session, version: DefinitionVersion, deps: list[_Published]) -> RoutingPlan:
+    """Compile `version` with its calendars and rep-attribute defaults (one query for their documents)."""
     named = version.document.get("rep_attributes")
     attrs = [d for d in deps if d.kind == "rep_attributes" and (named is None or d.key == named)]
     wanted = [d for d in deps if d.kind == "calendar"] + attrs[-1:]  # the newest, when none is named
-    docs = {**docs, **_documents(session, [d.id for d in wanted if d.id not in docs])}
+    docs = _documents(session, [d.id for d in wanted])
     calendars: dict[str, WorkingCalendar] = {}
     defaults: dict[str, Any] = {}
     for dep in wanted:
@@ -301,7 +299,6 @@ def _plan(
     ident: tuple[int, str],
     deps: list[_Published],
     version: DefinitionVersion | None = None,
-    docs: dict[int, DefinitionVersion] | None = None,
 ) -> RoutingPlan:
     # Any published rep-attributes or calendar change makes a new key: plans never outlive what they read.
     key = (*ident, tuple((d.id, d.checksum) for d in deps))
@@ -311,10 +308,10 @@ def _plan(
             _CACHE.move_to_end(key)
             return plan
     if version is None:
-        version = (docs or {}).get(ident[0]) or session.get(DefinitionVersion, ident[0])
+        version = session.get(DefinitionVersion, ident[0])
     if version is None:
         raise RoutingUnavailable(f"routing version {ident[0]} does not exist")
-    plan = _build(session, version, deps, docs or {})
+    plan = _build(session, version, deps)
     with _CACHE_LOCK:
         _CACHE[key] = plan
         while len(_CACHE) > CACHE_SIZE:
@@ -335,7 +332,11 @@ def plan_for_version(session: Session, version: DefinitionVersion) -> RoutingPla
 def current_plan(
     session: Session, *, form_key: str | None = None, form_version_id: int | None = None
 ) -> RoutingPlan:
-    """Return the plan of the published routing for a lead form (by key or form version id); one query."""
+    """Return the plan of the published routing for a lead form (by key or form version id); one query.
+
+    The routing whose `form` is the lead's form wins; without one (or for a lead without a form) the only
+    published routing is used, and several are an error.
+    """
     published = _published(session, extra_version_id=form_version_id)
     if form_version_id is not None and form_key is None:
         form_key = next((p.key for p in published if p.id == form_version_id and p.kind == "form"), None)
