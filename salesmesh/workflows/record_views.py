@@ -63,6 +63,7 @@ from salesmesh.workflows.record_ui import (
 )
 from salesmesh.workflows.record_values import RecordError
 from salesmesh.workflows.records import find_duplicate_customer
+from salesmesh.workflows.routing_decide import OUTCOME_NAMES as ROUTING_OUTCOME_NAMES
 from salesmesh.workflows.timeline import AUDIT, TIMELINE_KINDS, Timeline, timeline
 
 bp = Blueprint("records", __name__, template_folder="templates")
@@ -74,6 +75,7 @@ FILTER_KINDS = ("call", "visit", "message", "email", "meeting", "objection", "no
 AUDIT_NAMES = {
     "lead.update": N_("Lead details changed"),
     "lead.convert": N_("Converted into a customer and a deal"),
+    "lead.route": N_("Lead routed"),
     "customer.create": N_("Customer created"),
     "customer.update": N_("Customer details changed"),
     "contact.create": N_("Contact added"),
@@ -92,6 +94,8 @@ CONTACT_ROLE_NAMES = {
     "hospital_leadership": N_("Hospital leadership"),
     "engineer": N_("Engineer"),
 }
+# Outcomes shown on timeline entries: what people log, and the routing engine's decisions.
+ENTRY_OUTCOME_NAMES = {**ROUTING_OUTCOME_NAMES, **OUTCOME_NAMES}
 CONVERT_FIELDS = {"/customer_id": "customer_name", "/contact_id": "contact_name", "/status": ""}
 
 
@@ -183,6 +187,7 @@ def _common(subject: str, record: Any, times: Times, **extra: Any) -> dict[str, 
         "quick_kinds": QUICK_KINDS,
         "kind_names": ACTIVITY_KIND_NAMES,
         "outcome_names": OUTCOME_NAMES,
+        "entry_outcome_names": ENTRY_OUTCOME_NAMES,
         "audit_names": AUDIT_NAMES,
         "light_names": LIGHT_NAMES,
         "err": lambda item: error_text(item, times.locale),
