@@ -6,7 +6,9 @@ values live in `Lead.data`; the standard lead columns the runtime queries on (in
 region, phone, e-mail, campaign) are copies of the form fields named in `LEAD_COLUMNS`, kept in step on
 every edit, and they fill those fields when `data` lacks them. Keys of `data` the pinned form does not
 define (fields removed in a later version) are kept as history. `update_lead_form` follows the service
-rules of `salesmesh.workflows.records`: policy, validation, audit, flush, no commit.
+rules of `salesmesh.workflows.records`: policy, validation, audit, flush, no commit. A reference field
+takes only the id of a record the editor may see (users: active ones, of the field's roles), or the value
+it already had.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ from sqlalchemy.orm import Session
 
 from salesmesh.forms.binding import BoundForm, bind
 from salesmesh.forms.compile import FormSpec, compile_form, spec_for_version_id
+from salesmesh.forms.fields import FieldSpec, Resolver
 from salesmesh.forms.files import FileStore
 from salesmesh.metamodel.models import Definition, DefinitionVersion
+from salesmesh.platform import policy
 from salesmesh.platform.clock import Clock
 from salesmesh.platform.i18n import N_
 from salesmesh.platform.models import User
 from salesmesh.workflows import record_values as rv
-from salesmesh.workflows.models import Lead
+from salesmesh.workflows.models import Contact, Customer, Deal, Lead
 from salesmesh.workflows.record_values import RecordError
 
 # Lead column -> the form field keys that hold it (the first one the form defines wins) and its width.
@@ -37,6 +41,15 @@ LEAD_COLUMNS: Mapping[str, tuple[tuple[str, ...], int]] = {
     "phone": (("phone",), 32),
     "email": (("email",), 254),
     "campaign": (("campaign",), 120),
+}
+
+
+REFERENCE_MODELS: Mapping[str, Any] = {
+    "customer": Customer,
+    "contact": Contact,
+    "user": User,
+    "lead": Lead,
+    "deal": Deal,
 }
 
 
@@ -100,6 +113,28 @@ def _columns(spec: FormSpec, values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def reference_resolver(session: Session, actor: User | None, existing: Mapping[str, Any]) -> Resolver:
+    """Return the check of reference ids: a record `actor` may see (any for the system), or the old value."""
+
+    def resolve(spec: FieldSpec, ident: int) -> bool:
+        if existing.get(spec.key) == ident:
+            return True
+        reference = spec.reference or {}
+        model = REFERENCE_MODELS.get(reference.get("target", ""))
+        if model is None:
+            return False
+        stmt = select(model.id).where(model.id == ident)
+        if model is User:
+            stmt = stmt.where(User.active.is_(True))
+            if reference.get("roles"):
+                stmt = stmt.where(User.role.in_(reference["roles"]))
+        if actor is not None:
+            stmt = policy.scope(stmt, actor, model)
+        return session.scalar(stmt) is not None
+
+    return resolve
+
+
 def update_lead_form(
     session: Session,
     actor: User | None,
@@ -119,7 +154,16 @@ def update_lead_form(
     if spec is None:
         raise rv.fail("/form", N_("There is no published lead form to edit this lead with."))
     existing = lead_form_values(lead, spec)
-    bound = bind(spec, raw, source=source, now=clock.now(), tz=tz, existing=existing, files=files)
+    bound = bind(
+        spec,
+        raw,
+        source=source,
+        now=clock.now(),
+        tz=tz,
+        existing=existing,
+        files=files,
+        resolver=reference_resolver(session, actor, existing),
+    )
     if not bound.valid:
         raise LeadFormInvalid(bound)
     old_data = dict(lead.data or {})
