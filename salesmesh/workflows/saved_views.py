@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 from werkzeug.exceptions import NotFound
 
 from salesmesh.platform import policy
@@ -35,10 +35,11 @@ _TOO_MANY = N_("You can keep at most %(n)s saved views per list.")
 
 
 def list_saved_views(session: Session, actor: User, record_type: str) -> list[SavedView]:
-    """Return the saved views of a record type `actor` may open (own first, then shared), by name."""
+    """Return the saved views of a record type `actor` may open (own first, then shared), owners loaded."""
     policy.require(actor, f"{record_type}.list")
     stmt = policy.scope(
         select(SavedView)
+        .options(joinedload(SavedView.user))  # the page names the sharer of each shared view
         .where(SavedView.record_type == record_type)
         .order_by((SavedView.user_id != actor.id), SavedView.name, SavedView.id),
         actor,
