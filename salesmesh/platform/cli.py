@@ -96,6 +96,7 @@ def _register() -> None:
     from salesmesh.platform.demo import demo_group
     from salesmesh.platform.jobs_cli import scheduler_command, worker_command
     from salesmesh.platform.server_cli import db_group, run_command
+    from salesmesh.workflows.intake_cli import channel_group
 
     for command in (
         db_group,
@@ -107,6 +108,7 @@ def _register() -> None:
         worker_command,
         scheduler_command,
         demo_group,
+        channel_group,
     ):
         cli.add_command(command)
 

@@ -40,6 +40,7 @@ MODEL_MODULES = (
     "salesmesh.metamodel.versions",
     "salesmesh.workflows.models",
     "salesmesh.workflows.routing_models",
+    "salesmesh.workflows.intake_models",
 )
 
 
