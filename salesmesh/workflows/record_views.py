@@ -517,6 +517,12 @@ def convert(lead_id: int) -> Any:
     return _convert_page(lead, _convert_defaults(lead), {})
 
 
+def _posted_id(raw: Any) -> int:
+    """Read a posted record id (ASCII digits that fit a database integer); 0, which names no row, else."""
+    text = raw.strip() if isinstance(raw, str) else ""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else 0
+
+
 def _blank(value: Any) -> Any:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
@@ -528,7 +534,7 @@ def do_convert(lead_id: int) -> Any:
     session = db()
     lead = policy.get_or_404(session, g.user, Lead, lead_id)
     form = request.form
-    existing = form.get("customer_choice") == "existing" and (form.get("customer_id") or "").isdigit()
+    existing = form.get("customer_choice") == "existing" and bool(form.get("customer_id"))
     deal_fields = {
         "pipeline_key": _blank(form.get("deal_pipeline_key")),
         "name": _blank(form.get("deal_name")),
@@ -553,7 +559,7 @@ def do_convert(lead_id: int) -> Any:
             lead.id,
             deal={k: v for k, v in deal_fields.items() if v is not None or k == "pipeline_key"},
             clock=runtime().clock,
-            customer_id=int(form["customer_id"]) if existing else None,
+            customer_id=_posted_id(form.get("customer_id")) if existing else None,
             customer=None if existing else customer,
             contact=contact,
         )

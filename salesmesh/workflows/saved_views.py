@@ -28,6 +28,7 @@ from salesmesh.workflows.models import SavedView
 from salesmesh.workflows.record_values import Errors
 
 MAX_NAME = 120
+MAX_ID = 2**63 - 1
 MAX_SAVED_PER_TYPE = 50
 _TAKEN = N_("You already have a saved view called %(name)s.")
 _OTHER_LIST = N_("This saved view belongs to another list.")
@@ -54,6 +55,8 @@ def get_saved_view(session: Session, actor: User, view_id: Any) -> SavedView:
         key = int(view_id)
     except (TypeError, ValueError):
         raise NotFound() from None
+    if not 0 < key <= MAX_ID:
+        raise NotFound()  # a database integer could not hold it
     stmt = policy.scope(select(SavedView).where(SavedView.id == key), actor, SavedView)
     row = session.scalars(stmt).first()
     if row is None or not policy.can(actor, f"{row.record_type}.list"):
