@@ -155,12 +155,17 @@ def scope(stmt: Select[Any], actor: User | None, model: Any) -> Select[Any]:
     return stmt.where(visibility(actor, model))
 
 
+MAX_ID = 2**63 - 1
+
+
 def get_or_404(session: Session, actor: User | None, model: Any, ident: Any) -> Any:
     """Fetch one row of `model` by id through the actor's scope, or raise NotFound (a foreign id is 404)."""
     try:
         key = int(ident)
     except (TypeError, ValueError):
         raise NotFound() from None
+    if not 0 < key <= MAX_ID:  # past BIGINT the driver would fail; no such row can exist
+        raise NotFound()
     row = session.scalars(scope(select(model).where(model.id == key), actor, model)).first()
     if row is None:
         raise NotFound()
