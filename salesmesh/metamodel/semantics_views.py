@@ -428,7 +428,9 @@ def _check_columns(doc: dict[str, Any]) -> list[ValidationError]:
                     f"{ftype} 类型的字段（只能搜索文本）",
                 )
             )
-        if "options" in column and ftype != CHOICE:
+        # On a choice column options restrict and name the values; on a text column (stored codes such
+        # as region or grade) they give the codes their display names.
+        if "options" in column and ftype not in (CHOICE, TEXT):
             errors.append(not_allowed(path + "/options", f"on a {ftype} field", f"{ftype} 类型的字段"))
     return errors
 
