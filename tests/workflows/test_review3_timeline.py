@@ -20,9 +20,9 @@ def _timeline_text(html: str) -> str:
 
 def test_a_routed_leads_timeline_shows_names_not_codes(
     client: Any,
-    world: SimpleNamespace,
+    world: SimpleNamespace,  # noqa: F811  (the imported fixture)
     session: Any,
-    clock: Any,  # noqa: F811
+    clock: Any,
 ) -> None:
     lead = world.lead
     session.add(
