@@ -7,8 +7,8 @@ carries the CSRF token. Posts redirect back (to `next` when it is a local path, 
 a post with errors renders the page again with the errors next to their fields (status 422) in the
 request's language. A page costs a fixed number of SQL statements whatever the length of its history:
 the timeline is one page of entries (`?before=` reads older ones), filterable with `?kind=` (repeatable).
-The lead form is the lead's pinned form version (`lead_forms`); a deal or customer shows its pinned form
-read-only.
+The lead form is the lead's pinned form version (`lead_forms`); a customer or deal is edited on its own
+page (`record_edit_views`, services in `record_forms`).
 """
 
 from __future__ import annotations
@@ -266,6 +266,7 @@ def _customer_page(customer_id: int, status: int = 200, **extra: Any) -> Any:
         role_names=CONTACT_ROLE_NAMES,
         deal_status_names=DEAL_STATUS_NAMES,
         status_names=STATUS_NAMES,
+        can_edit=policy.can(actor, "customer.edit", customer),
         **extra,
     )
     return render_template("records/customer.html", **page), status
@@ -307,6 +308,7 @@ def _deal_page(deal_id: int, status: int = 200, **extra: Any) -> Any:
         leads=leads,
         customer_visible=policy.is_visible(actor, deal.customer),
         deal_status_names=DEAL_STATUS_NAMES,
+        can_edit=policy.can(actor, "deal.edit", deal),
         **extra,
     )
     return render_template("records/deal.html", **page), status
@@ -568,3 +570,7 @@ def do_convert(lead_id: int) -> Any:
     session.commit()
     flash(_("Lead converted: deal %(name)s opened.", name=result.deal.name), "success")
     return redirect(url_for("records.deal", deal_id=result.deal.id))
+
+
+# The customer and deal edit pages live in their own module on this blueprint.
+from salesmesh.workflows import record_edit_views  # noqa: E402, F401
