@@ -286,7 +286,9 @@ def apply_import(session: Session, actor: Any, pack: Pack, clock: Clock) -> Impo
                 select(Definition).where(Definition.kind == item.kind, Definition.key == item.key)
             ).first()
             if definition is None:
-                definition = Definition(kind=item.kind, key=item.key, created_at=now, pack_key=pack.key)
+                definition = Definition(
+                    kind=item.kind, key=item.key, created_at=now, pack_key=pack.key, versions=[]
+                )
                 session.add(definition)
                 session.flush()
             # Added as a draft and then promoted, so the previous version is archived in the same
