@@ -120,7 +120,12 @@ def convert_lead(
     errors.raise_if_any()
     if existing is None:
         records.refuse_duplicate(
-            session, errors.nested("/customer"), customer_values["name"], customer_values.get("region"), None
+            session,
+            errors.nested("/customer"),
+            customer_values["name"],
+            customer_values.get("region"),
+            None,
+            actor=actor,
         )
 
     if existing is not None:

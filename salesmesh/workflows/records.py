@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from salesmesh.metamodel.models import DefinitionVersion
 from salesmesh.metamodel.versions import get_published
+from salesmesh.platform import policy
 from salesmesh.platform.clock import Clock
 from salesmesh.platform.i18n import N_
 from salesmesh.platform.models import User
@@ -104,18 +105,35 @@ def prepare_customer(session: Session, errors: Errors, fields: Mapping[str, Any]
 
 
 def refuse_duplicate(
-    session: Session, errors: Errors, name: str, region: str | None, exclude_id: int | None
+    session: Session,
+    errors: Errors,
+    name: str,
+    region: str | None,
+    exclude_id: int | None,
+    *,
+    actor: User | None = None,
 ) -> None:
-    """Raise DuplicateCustomer (with `errors` so far) when the name is taken in the region."""
+    """Raise DuplicateCustomer (with `errors` so far) when the name is taken in the region.
+
+    The existing customer's number is named only to someone who may see it; others learn that the
+    name is taken (so they do not create a twin) and whom to ask.
+    """
     existing = find_duplicate_customer(session, name, region, exclude_id=exclude_id)
     if existing is None:
         return
-    errors.add(
-        "/name",
-        N_("Customer %(name)s (#%(id)s) already exists in this region."),
-        name=existing.name,
-        id=existing.id,
-    )
+    if actor is None or policy.is_visible(actor, existing):
+        errors.add(
+            "/name",
+            N_("Customer %(name)s (#%(id)s) already exists in this region."),
+            name=existing.name,
+            id=existing.id,
+        )
+    else:
+        errors.add(
+            "/name",
+            N_("Customer %(name)s already exists in this region in another team; ask your team lead."),
+            name=existing.name,
+        )
     raise DuplicateCustomer(list(errors.items), existing.id)
 
 
@@ -136,7 +154,7 @@ def add_customer(
             session.add(customer)
     except IntegrityError:
         errors = Errors()
-        refuse_duplicate(session, errors, customer.name, customer.region, None)
+        refuse_duplicate(session, errors, customer.name, customer.region, None, actor=actor)
         raise
     rv.audit(
         session, clock, actor, "customer.create", customer, name=customer.name, owner_id=customer.owner_id
@@ -174,7 +192,7 @@ def create_customer(
     )
     owner = _owner(session, actor, owner_id, None, errors)
     errors.raise_if_any()
-    refuse_duplicate(session, errors, values["name"], values["region"], None)
+    refuse_duplicate(session, errors, values["name"], values["region"], None, actor=actor)
     return add_customer(session, actor, values, owner, clock=clock)
 
 
@@ -218,6 +236,7 @@ def update_customer(
             values.get("name", customer.name),
             values.get("region", customer.region),
             customer.id,
+            actor=actor,
         )
     if owner is not None:
         values.update(owner_id=owner.id, team_id=owner.team_id)
