@@ -131,7 +131,7 @@ def refuse_duplicate(
     else:
         errors.add(
             "/name",
-            N_("Customer %(name)s already exists in this region in another team; ask your team lead."),
+            N_("Customer %(name)s already exists in this region and is someone else's; ask your team lead."),
             name=existing.name,
         )
     raise DuplicateCustomer(list(errors.items), existing.id)

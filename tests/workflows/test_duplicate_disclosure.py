@@ -23,5 +23,5 @@ def test_other_team_learns_the_name_is_taken_but_not_the_record(
     assert f"#{existing.id}" in seen["message"]
     hidden = _refusal(session, clock, people["rep_b1"])
     assert f"#{existing.id}" not in hidden["message"] and f"#{existing.id}" not in hidden["message_zh"]
-    assert "another team" in hidden["message"] and "其他团队" in hidden["message_zh"]
+    assert "someone else's" in hidden["message"] and "其他同事" in hidden["message_zh"]
     assert f"#{existing.id}" in _refusal(session, clock, people["admin"])["message"]
