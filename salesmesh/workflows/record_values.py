@@ -49,6 +49,11 @@ class _Unset:
 UNSET: Any = _Unset()
 
 
+def given(**fields: Any) -> dict[str, Any]:
+    """Return the keyword arguments a caller actually passed (those not left UNSET)."""
+    return {k: v for k, v in fields.items() if v is not UNSET}
+
+
 class RecordError(ValueError):
     """Bad input to a record service; `errors` lists {path, message, message_zh}."""
 

@@ -213,18 +213,14 @@ def update_customer(
     """Change a customer's fields; renaming into an existing name of the region raises DuplicateCustomer."""
     customer: Customer = rv.load(session, actor, Customer, customer_id)
     rv.check(actor, "customer.edit", customer)
-    given = {
-        k: v
-        for k, v in {
-            "name": name,
-            "region": region,
-            "grade": grade,
-            "institution_type": institution_type,
-            "data": data,
-            "form_version_id": form_version_id,
-        }.items()
-        if v is not UNSET
-    }
+    given = rv.given(
+        name=name,
+        region=region,
+        grade=grade,
+        institution_type=institution_type,
+        data=data,
+        form_version_id=form_version_id,
+    )
     errors = Errors()
     values = prepare_customer(session, errors, given)
     owner = rv.assignee(session, actor, owner_id, "/owner_id", errors) if owner_id is not UNSET else None
@@ -355,19 +351,15 @@ def update_contact(
     """Change a contact's fields."""
     contact: Contact = rv.load(session, actor, Contact, contact_id)
     rv.check(actor, "contact.edit", contact)
-    given = {
-        k: v
-        for k, v in {
-            "name": name,
-            "role": role,
-            "department": department,
-            "phone": phone,
-            "email": email,
-            "data": data,
-            "form_version_id": form_version_id,
-        }.items()
-        if v is not UNSET
-    }
+    given = rv.given(
+        name=name,
+        role=role,
+        department=department,
+        phone=phone,
+        email=email,
+        data=data,
+        form_version_id=form_version_id,
+    )
     errors = Errors()
     values = prepare_contact(session, errors, given)
     errors.raise_if_any()
@@ -541,20 +533,16 @@ def update_deal(
     """Change a deal's fields (stage and outcome move through the pipeline services, not here)."""
     deal: Deal = rv.load(session, actor, Deal, deal_id)
     rv.check(actor, "deal.edit", deal)
-    given = {
-        k: v
-        for k, v in {
-            "name": name,
-            "amount": amount,
-            "currency": currency,
-            "expected_close": expected_close,
-            "next_step": next_step,
-            "next_step_due_at": next_step_due_at,
-            "data": data,
-            "form_version_id": form_version_id,
-        }.items()
-        if v is not UNSET
-    }
+    given = rv.given(
+        name=name,
+        amount=amount,
+        currency=currency,
+        expected_close=expected_close,
+        next_step=next_step,
+        next_step_due_at=next_step_due_at,
+        data=data,
+        form_version_id=form_version_id,
+    )
     errors = Errors()
     values = prepare_deal(session, errors, given)
     if primary_contact_id is not UNSET:
