@@ -33,6 +33,8 @@ from salesmesh.platform.i18n import N_
 from salesmesh.platform.models import Team, User
 
 LEAD_STATUSES = ("new", "contacted", "qualified", "converted", "disqualified", "pooled")
+# First-response SLA: running, met (first contact in time), breached (handled once by the sweep).
+SLA_STATES = ("pending", "met", "breached")
 DEAL_STATUSES = ("open", "won", "lost")
 LIGHTS = ("green", "yellow", "red")
 TASK_STATUSES = ("open", "done", "cancelled")
@@ -80,6 +82,10 @@ class Lead(Base):
     __table_args__ = (
         Index("ix_leads_owner_status", "owner_id", "status"),
         Index("ix_leads_team_status", "team_id", "status"),
+        # The pool page lists one pool's open leads; cooldown/claim checks look leads up per pool.
+        Index("ix_leads_pool_status", "pool_key", "status"),
+        # The first-response SLA sweep reads pending deadlines in due order.
+        Index("ix_leads_sla_state_due", "sla_state", "sla_due_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -100,6 +106,11 @@ class Lead(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     first_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The pool the lead sits in (status "pooled") or was last claimed from; None for routed leads.
+    pool_key: Mapped[str | None] = mapped_column(String(80))
+    # First-response SLA: the deadline (working-calendar aware) and its state, one of SLA_STATES.
+    sla_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sla_state: Mapped[str | None] = mapped_column(String(16))
     last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     next_step: Mapped[str | None] = mapped_column(String(500))
     next_step_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

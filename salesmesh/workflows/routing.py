@@ -161,6 +161,7 @@ def _record(
             lead.status = "new"
     elif outcome.outcome == "pooled":
         lead.owner_id, lead.team_id, lead.assigned_at, lead.status = None, None, None, "pooled"
+        lead.pool_key = outcome.pool
     explanation = outcome.explanation
     labels = {"channel": plan.channel_labels.get(a.channel, {})}
     if outcome.rule_key is not None:
