@@ -54,7 +54,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     from salesmesh.metamodel import api as definitions_api
     from salesmesh.metamodel import views as definitions_views
     from salesmesh.platform import auth, auth_views, home_views
-    from salesmesh.workflows import intake_api, lead_api, list_views, myday, record_views
+    from salesmesh.workflows import intake_api, lead_api, list_views, myday, public_form, record_views
 
     forms_web.init_app(app)  # the "forms/fields.html" macros, importable from every template
     auth.init_app(app, csrf)
@@ -68,4 +68,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     app.register_blueprint(myday.bp)
     csrf.exempt(intake_api.bp)
     app.register_blueprint(intake_api.bp)
+    csrf.exempt(public_form.submit)  # signed single-use form tokens instead (third-party iframes)
+    app.register_blueprint(public_form.bp)
     return app

@@ -30,6 +30,8 @@ from salesmesh.platform.models import Team, User
 from salesmesh.platform.runtime import Runtime
 from salesmesh.workflows.conversion import convert_lead
 from salesmesh.workflows.models import Activity, Lead, Task
+from salesmesh.workflows.public_form_models import PublicForm
+from salesmesh.workflows.public_forms import enable_public_form
 from salesmesh.workflows.record_ui import end_of_day, work_timezone
 from salesmesh.workflows.records import find_duplicate_customer
 
@@ -185,6 +187,12 @@ def install_demo_packs(session: Session, clock: Clock) -> list[str]:
     return installed
 
 
+def open_demo_web_form(session: Session, clock: Clock) -> None:
+    """Open the md-lead form to the public at /f/md-lead, as the website's enquiry form (once)."""
+    if session.scalar(select(PublicForm.id).where(PublicForm.form_key == LEAD_FORM_KEY)) is None:
+        enable_public_form(session, LEAD_FORM_KEY, clock=clock, presets={"source_channel": "website"})
+
+
 def seed_demo(
     session: Session,
     clock: Clock,
@@ -196,6 +204,7 @@ def seed_demo(
 ) -> SeedReport:
     """Create the demo company unless it exists; return what is there."""
     packs = install_demo_packs(session, clock)
+    open_demo_web_form(session, clock)
     now = clock.now()
     admin_email = f"admin@{DEMO_DOMAIN}"
     if session.scalar(select(User.id).where(User.email == admin_email)) is not None:

@@ -132,7 +132,10 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def _security_headers(response):  # type: ignore[no-untyped-def]
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+        # A page that names who may frame it (CSP frame-ancestors: the embeddable public forms) must not be
+        # overruled by X-Frame-Options.
+        if "frame-ancestors" not in response.headers.get("Content-Security-Policy", ""):
+            response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
 
