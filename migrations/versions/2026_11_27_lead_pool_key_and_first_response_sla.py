@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy import Text  # noqa: F401  (autogenerate writes bare Text() for JSON variants)
 
-
 revision = "b481ccc81860"
 down_revision = "962eab03e7d5"
 branch_labels = None
