@@ -53,7 +53,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     from salesmesh.forms import web as forms_web
     from salesmesh.metamodel import api as definitions_api
     from salesmesh.metamodel import views as definitions_views
-    from salesmesh.platform import auth, auth_views, home_views
+    from salesmesh.platform import auth, auth_views, home_views, notification_views
     from salesmesh.workflows import intake_api, lead_api, list_views, myday, public_form, record_views
 
     forms_web.init_app(app)  # the "forms/fields.html" macros, importable from every template
@@ -66,6 +66,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     app.register_blueprint(list_views.bp)
     app.register_blueprint(record_views.bp)
     app.register_blueprint(myday.bp)
+    app.register_blueprint(notification_views.bp)
     csrf.exempt(intake_api.bp)
     app.register_blueprint(intake_api.bp)
     csrf.exempt(public_form.submit)  # signed single-use form tokens instead (third-party iframes)

@@ -42,6 +42,8 @@ MODEL_MODULES = (
     "salesmesh.workflows.routing_models",
     "salesmesh.workflows.intake_models",
     "salesmesh.workflows.public_form_models",
+    "salesmesh.platform.notifications",
+    "salesmesh.platform.outbox",
 )
 
 

@@ -39,6 +39,8 @@ log = logging.getLogger("salesmesh.jobs")
 TASK_MODULES = (
     "salesmesh.platform.sweeper",
     "salesmesh.platform.periodic",
+    "salesmesh.platform.notifications",
+    "salesmesh.workflows.sla_sweep",
 )
 DEFAULT_TIMEOUT = 600
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")

@@ -37,7 +37,15 @@ class PeriodicJob:
     every: timedelta
 
 
-PERIODIC_JOBS: tuple[PeriodicJob, ...] = (PeriodicJob("platform.purge_finished_timers", timedelta(hours=6)),)
+PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
+    PeriodicJob("platform.purge_finished_timers", timedelta(hours=6)),
+    # Missed first-response deadlines (salesmesh.workflows.sla_sweep); a backlog re-enqueues itself.
+    PeriodicJob("workflows.sla_sweep", timedelta(minutes=1)),
+    # E-mail and webhooks of notifications raised where no job queue was at hand (lead assignment).
+    PeriodicJob("notifications.deliver", timedelta(seconds=30)),
+    # Deal lights that time alone turns yellow or red (salesmesh.workflows.lights); a backlog re-enqueues.
+    PeriodicJob("workflows.light_sweep", timedelta(minutes=5)),
+)
 
 
 def run_due_periodic(runtime: Runtime, jobs: Sequence[PeriodicJob] = PERIODIC_JOBS) -> list[str]:

@@ -45,6 +45,19 @@ class Settings:
     proxy_hops: int = 0
     # Send cookies only over HTTPS; None = on, except in demo and test mode (plain http on localhost).
     secure_cookies: bool | None = None
+    # Outgoing e-mail (notifications): SMTP is "configured" when host and sender are both set.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str | None = None
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = 10.0
+    # Outgoing webhooks: {notification kind or "*": URL}, signed with webhook_secret (HMAC-SHA256).
+    notify_webhooks: Mapping[str, str] = field(default_factory=dict)
+    webhook_secret: str | None = None
+    # Where people open the app (https://crm.example.com); links in e-mails need it.
+    base_url: str | None = None
     extra: Mapping[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -83,6 +96,31 @@ class Settings:
         for name in ("max_request_bytes", "max_json_depth", "sweeper_batch_size", "timer_lease_seconds"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()}: must be a positive number")
+        self._check_outgoing()
+
+    def _check_outgoing(self) -> None:
+        if not 1 <= self.smtp_port <= 65535:
+            raise SettingsError(f"{ENV_PREFIX}SMTP_PORT: must be between 1 and 65535")
+        if self.smtp_host and not self.smtp_from:
+            raise SettingsError(f"{ENV_PREFIX}SMTP_FROM: required when SALESMESH_SMTP_HOST is set")
+        if self.smtp_from is not None and "@" not in self.smtp_from:
+            raise SettingsError(f"{ENV_PREFIX}SMTP_FROM: must be an e-mail address")
+        if self.smtp_timeout_seconds <= 0:
+            raise SettingsError(f"{ENV_PREFIX}SMTP_TIMEOUT_SECONDS: must be a positive number")
+        for kind, url in self.notify_webhooks.items():
+            if not url.startswith(("https://", "http://")):
+                raise SettingsError(f"{ENV_PREFIX}NOTIFY_WEBHOOKS: {kind}: the URL must start with https://")
+        if self.notify_webhooks and not self.webhook_secret:
+            raise SettingsError(f"{ENV_PREFIX}WEBHOOK_SECRET: required when SALESMESH_NOTIFY_WEBHOOKS is set")
+        if self.webhook_secret is not None and len(self.webhook_secret) < 16:
+            raise SettingsError(f"{ENV_PREFIX}WEBHOOK_SECRET: must be at least 16 characters")
+        if self.base_url is not None and not self.base_url.startswith(("https://", "http://")):
+            raise SettingsError(f"{ENV_PREFIX}BASE_URL: must start with https:// or http://")
+
+    @property
+    def smtp_configured(self) -> bool:
+        """Tell whether notifications may be e-mailed (an SMTP host and a sender are set)."""
+        return bool(self.smtp_host and self.smtp_from)
 
     @property
     def is_sqlite(self) -> bool:
@@ -105,6 +143,12 @@ class Settings:
             "UPLOAD_DIR": "upload_dir",
             "DEFAULT_LOCALE": "default_locale",
             "JOB_QUEUE": "job_queue",
+            "SMTP_HOST": "smtp_host",
+            "SMTP_FROM": "smtp_from",
+            "SMTP_USER": "smtp_username",
+            "SMTP_PASSWORD": "smtp_password",
+            "WEBHOOK_SECRET": "webhook_secret",
+            "BASE_URL": "base_url",
         }
         for var, attr in plain.items():
             raw = env.get(ENV_PREFIX + var)
@@ -117,6 +161,7 @@ class Settings:
             "SWEEPER_BATCH_SIZE": "sweeper_batch_size",
             "TIMER_LEASE_SECONDS": "timer_lease_seconds",
             "PROXY_HOPS": "proxy_hops",
+            "SMTP_PORT": "smtp_port",
         }
         for var, attr in integers.items():
             raw = env.get(ENV_PREFIX + var)
@@ -133,7 +178,14 @@ class Settings:
                 raise SettingsError(
                     f"{ENV_PREFIX}SWEEPER_INTERVAL_SECONDS: expected a number, got {raw!r}"
                 ) from None
-        for var, attr in (("DEMO", "demo_mode"), ("SECURE_COOKIES", "secure_cookies")):
+        raw = env.get(ENV_PREFIX + "NOTIFY_WEBHOOKS")
+        if raw:
+            values["notify_webhooks"] = _webhook_map(raw)
+        for var, attr in (
+            ("DEMO", "demo_mode"),
+            ("SECURE_COOKIES", "secure_cookies"),
+            ("SMTP_STARTTLS", "smtp_starttls"),
+        ):
             flag = env.get(ENV_PREFIX + var, "")
             if flag:
                 if flag.lower() not in ("0", "1", "true", "false", "yes", "no"):
@@ -141,3 +193,14 @@ class Settings:
                 values[attr] = flag.lower() in ("1", "true", "yes")
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _webhook_map(raw: str) -> dict[str, str]:
+    """Parse `kind=url,kind=url` (kind "*" = every notification kind)."""
+    mapping: dict[str, str] = {}
+    for item in raw.split(","):
+        kind, sep, url = item.strip().partition("=")
+        if not sep or not kind.strip() or not url.strip():
+            raise SettingsError(f"{ENV_PREFIX}NOTIFY_WEBHOOKS: expected kind=url pairs separated by commas")
+        mapping[kind.strip()] = url.strip()
+    return mapping

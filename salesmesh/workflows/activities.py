@@ -32,6 +32,8 @@ from salesmesh.workflows.models import (
     Task,
 )
 from salesmesh.workflows.record_values import Errors
+from salesmesh.workflows.sla import PENDING as SLA_PENDING
+from salesmesh.workflows.sla import state_on_contact
 
 # How far ahead of the clock an activity may be dated (clock skew between a phone and the server).
 FUTURE_SLACK = timedelta(minutes=5)
@@ -99,6 +101,8 @@ def _touch(session: Session, subject: Subject, activity: Activity) -> dict[str, 
         if lead.first_contact_at is None or at < lead.first_contact_at:
             lead.first_contact_at = at
             effects["first_contact_at"] = at
+            if lead.sla_state == SLA_PENDING:  # the first contact ends the first-response clock
+                lead.sla_state = effects["sla_state"] = state_on_contact(lead, at)
         if lead.status == "new":
             lead.status = effects["status"] = "contacted"
     if subject.type in ("lead", "deal") and (activity.next_step or activity.next_step_due_at):

@@ -39,6 +39,7 @@ from salesmesh.platform.audit import record_event
 from salesmesh.platform.clock import Clock
 from salesmesh.workflows.intake_models import IntakeChannel, LeadDedupeKey, LeadDuplicate
 from salesmesh.workflows.lead_forms import LEAD_COLUMNS
+from salesmesh.workflows.lead_notices import notify_duplicate
 from salesmesh.workflows.models import Activity, Lead
 from salesmesh.workflows.routing import RoutingPlan, RoutingUnavailable, current_plan, route_lead
 from salesmesh.workflows.routing_models import RoutingDecision
@@ -323,6 +324,7 @@ def _record_duplicate(
             created_at=now,
         )
     )
+    notify_duplicate(session, original, channel=channel_key, matched_on=matched_on, now=now)  # in-app too
     record_event(
         session,
         at=now,

@@ -64,6 +64,7 @@ from salesmesh.workflows.record_ui import (
 from salesmesh.workflows.record_values import RecordError
 from salesmesh.workflows.records import find_duplicate_customer
 from salesmesh.workflows.routing_decide import OUTCOME_NAMES as ROUTING_OUTCOME_NAMES
+from salesmesh.workflows.sla import SLA_OUTCOME_NAMES
 from salesmesh.workflows.timeline import AUDIT, TIMELINE_KINDS, Timeline, timeline
 
 bp = Blueprint("records", __name__, template_folder="templates")
@@ -76,6 +77,7 @@ AUDIT_NAMES = {
     "lead.update": N_("Lead details changed"),
     "lead.convert": N_("Converted into a customer and a deal"),
     "lead.route": N_("Lead routed"),
+    "lead.sla_breach": N_("First-response deadline missed"),
     "customer.create": N_("Customer created"),
     "customer.update": N_("Customer details changed"),
     "contact.create": N_("Contact added"),
@@ -95,7 +97,7 @@ CONTACT_ROLE_NAMES = {
     "engineer": N_("Engineer"),
 }
 # Outcomes shown on timeline entries: what people log, and the routing engine's decisions.
-ENTRY_OUTCOME_NAMES = {**ROUTING_OUTCOME_NAMES, **OUTCOME_NAMES}
+ENTRY_OUTCOME_NAMES = {**ROUTING_OUTCOME_NAMES, **OUTCOME_NAMES, **SLA_OUTCOME_NAMES}
 CONVERT_FIELDS = {"/customer_id": "customer_name", "/contact_id": "contact_name", "/status": ""}
 
 

@@ -55,6 +55,7 @@ from salesmesh.workflows.routing_plan import (
     plan_for_version,
 )
 from salesmesh.workflows.routing_state import Snapshot, advance_cursor, load_snapshot
+from salesmesh.workflows.sla import on_lead_assigned, start_clock
 
 __all__ = [
     "RoutingContention",
@@ -162,6 +163,7 @@ def _record(
     elif outcome.outcome == "pooled":
         lead.owner_id, lead.team_id, lead.assigned_at, lead.status = None, None, None, "pooled"
         lead.pool_key = outcome.pool
+    start_clock(lead, plan, now, outcome.outcome)  # first-response deadline, in memory
     explanation = outcome.explanation
     labels = {"channel": plan.channel_labels.get(a.channel, {})}
     if outcome.rule_key is not None:
@@ -185,6 +187,7 @@ def _record(
         explanation=explanation,
     )
     session.add(decision)
+    on_lead_assigned(session, lead, plan, now, decision)  # the owner's notification: one INSERT, no query
     session.flush()
     summary = {
         "decision_id": decision.id,

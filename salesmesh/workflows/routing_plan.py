@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from salesmesh.metamodel.conditions import Condition, ConditionError, compile_condition
 from salesmesh.metamodel.models import Definition, DefinitionVersion
 from salesmesh.workflows.calendars import CalendarError, WorkingCalendar
+from salesmesh.workflows.sla import SlaPolicy, compile_sla
 
 FALLBACK_SCOPE = "~fallback"  # rule keys are names ([a-z][a-z0-9_]*), so this never clashes
 DEFAULT_ROLES = frozenset({"rep"})
@@ -96,6 +97,8 @@ class RoutingPlan:
     checks: tuple[tuple[int, Any], ...] = field(default=(), repr=False, compare=False)
     rule_keys: tuple[str, ...] = field(default=(), repr=False, compare=False)
     disabled: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    # The first-response SLA (None: the routing sets none), compiled with its calendar.
+    sla: SlaPolicy | None = field(default=None, repr=False, compare=False)
 
     def match(self, facts: Mapping[str, Any], now: datetime) -> tuple[Assignment | None, dict[str, Any]]:
         """Return the first enabled rule whose `when` holds for the lead (or None) and the trace.
@@ -225,6 +228,7 @@ def compile_routing(
         checks=tuple((i, r.when.test) for i, r in enumerate(rules) if r.enabled and r.when is not None),
         rule_keys=tuple(r.key for r in rules if r.key is not None),
         disabled=frozenset(r.key for r in rules if not r.enabled and r.key is not None),
+        sla=compile_sla(document.get("first_response_sla"), calendar),
     )
 
 
