@@ -27,6 +27,10 @@ DATA_PREFIX = "data."
 
 VALUELESS = frozenset({"is_empty", "not_empty", "me", "my_team", "past", "future"})
 DAY_OPERATORS = frozenset({"days_ago_lt", "days_ago_gt", "days_ahead_lt"})
+# Ages in hours ("received within 4 hours"): first-response work is counted in hours, not days.
+HOUR_OPERATORS = frozenset({"hours_ago_lt", "hours_ago_gt"})
+# Operators whose value is a whole number of days or hours (the filter may list the counts as options).
+COUNT_OPERATORS = DAY_OPERATORS | HOUR_OPERATORS
 _EMPTY = frozenset({"is_empty", "not_empty"})
 _COMPARE = frozenset({"lt", "lte", "gt", "gte", "between"})
 _TIME = _COMPARE | DAY_OPERATORS | {"past", "future"}
@@ -37,19 +41,27 @@ OPERATORS: dict[str, frozenset[str]] = {
     NUMBER: frozenset({"eq", "ne"}) | _COMPARE | _EMPTY,
     MONEY: frozenset({"eq", "ne"}) | _COMPARE | _EMPTY,
     DATE: frozenset({"eq", "ne"}) | _TIME | _EMPTY,
-    DATETIME: _TIME | _EMPTY,
+    DATETIME: _TIME | HOUR_OPERATORS | _EMPTY,
     BOOLEAN: frozenset({"eq"}) | _EMPTY,
-    USER: frozenset({"me", "my_team"}) | _EMPTY,
+    USER: frozenset({"me", "my_team", "in"}) | _EMPTY,  # in: people picked from a list of user ids
     TEAM: frozenset({"my_team"}) | _EMPTY,
     CUSTOMER: _EMPTY,
 }
 # Types whose values can be searched with `q` (text that a person types).
 SEARCHABLE_TYPES = frozenset({TEXT, USER, CUSTOMER})
 # Operators whose filter takes a value from a fixed list of options (when the filter declares them).
-OPTION_OPERATORS = frozenset({"eq", "ne", "in"}) | DAY_OPERATORS
+OPTION_OPERATORS = frozenset({"eq", "ne", "in"}) | COUNT_OPERATORS
 # Query parameters the list runtime uses itself; a filter key cannot take these names.
 RESERVED_PARAMS = frozenset({"q", "sort", "page", "per_page", "view", "saved"})
 MAX_DAYS = 3650
+MAX_HOURS = 24 * MAX_DAYS
+
+
+def count_limit(operator: str) -> tuple[int, str, str]:
+    """Return the largest count a days/hours operator takes and its unit (English, Chinese)."""
+    if operator in HOUR_OPERATORS:
+        return MAX_HOURS, "hours", "小时数"
+    return MAX_DAYS, "days", "天数"
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,14 @@ LEAD_STATUS_VALUES = _v(
     ("converted", "Converted", "已转化"),
     ("disqualified", "Disqualified", "已作废"),
     ("pooled", "In the pool", "公海池"),
+)
+# First-response SLA as a list shows it: "overdue" is a pending SLA whose deadline has passed (computed at
+# query time from `sla_state` and `sla_due_at`), so "pending" means still within its deadline.
+SLA_VALUES = _v(
+    ("pending", "Pending", "待响应"),
+    ("overdue", "Overdue now", "当前已逾期"),
+    ("met", "Met", "已达标"),
+    ("breached", "Breached", "已超时"),
 )
 CHANNEL_VALUES = _v(
     ("web_form", "Web form", "网站表单"),
@@ -141,6 +161,10 @@ RECORD_FIELDS: dict[str, dict[str, RecordField]] = {
         "received_at": _f(DATETIME, "Received", "接收时间"),
         "assigned_at": _f(DATETIME, "Assigned", "分配时间"),
         "first_contact_at": _f(DATETIME, "First contact", "首次联系"),
+        "sla_due_at": _f(DATETIME, "Respond by", "响应截止"),
+        "sla_state": _f(CHOICE, "First-response SLA", "首次响应时限", SLA_VALUES),
+        # The channel of the lead's latest routing decision (key-account, inclusive ...; routing-defined).
+        "routing_channel": _f(TEXT, "Routing channel", "分配通道"),
         "last_activity_at": _LAST_ACTIVITY,
         "next_step": _NEXT_STEP,
         "next_step_due_at": _NEXT_DUE,
@@ -274,6 +298,9 @@ def scalar_problem(ftype: str, value: Any, allowed: frozenset[str]) -> tuple[str
         )
     if ftype == BOOLEAN:
         return None if isinstance(value, bool) else ("Must be true or false", "必须是 true 或 false")
+    if ftype == USER:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+        return None if ok else ("Must be a user id (a whole number)", "必须是用户编号（整数）")
     if not isinstance(value, str):
         return "Must be text", "必须是文本"
     if allowed and value not in allowed:
@@ -298,16 +325,17 @@ def _where_value_errors(
         return [
             err(vpath, f"The operator {operator} needs a value", f"运算符 {operator} 需要一个值（value）")
         ]
-    if operator in DAY_OPERATORS:
-        ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_DAYS
+    if operator in COUNT_OPERATORS:
+        top, unit, unit_zh = count_limit(operator)
+        ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= top
         return (
             []
             if ok
             else [
                 err(
                     vpath,
-                    f"Must be a whole number of days from 1 to {MAX_DAYS}",
-                    f"须为 1 到 {MAX_DAYS} 之间的整数天数",
+                    f"Must be a whole number of {unit} from 1 to {top}",
+                    f"须为 1 到 {top} 之间的整数{unit_zh}",
                 )
             ]
         )
@@ -459,7 +487,7 @@ def _check_filters(doc: dict[str, Any]) -> list[ValidationError]:
             if (
                 operator not in OPTION_OPERATORS
                 or ftype not in (CHOICE, TEXT)
-                and operator not in DAY_OPERATORS
+                and operator not in COUNT_OPERATORS
             ):
                 errors.append(
                     not_allowed(
@@ -468,14 +496,15 @@ def _check_filters(doc: dict[str, Any]) -> list[ValidationError]:
                         f"{ftype} 类型字段的运算符 {operator} ",
                     )
                 )
-            elif operator in DAY_OPERATORS:
+            elif operator in COUNT_OPERATORS:
+                top, unit, unit_zh = count_limit(operator)
                 for oi, option in enumerate(item["options"]):
-                    if not option["value"].isdigit() or not 1 <= int(option["value"]) <= MAX_DAYS:
+                    if not option["value"].isdigit() or not 1 <= int(option["value"]) <= top:
                         errors.append(
                             err(
                                 f"{path}/options/{oi}/value",
-                                f"Must be a whole number of days from 1 to {MAX_DAYS}",
-                                f"须为 1 到 {MAX_DAYS} 之间的整数天数",
+                                f"Must be a whole number of {unit} from 1 to {top}",
+                                f"须为 1 到 {top} 之间的整数{unit_zh}",
                             )
                         )
     return errors

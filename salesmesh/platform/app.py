@@ -54,7 +54,16 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     from salesmesh.metamodel import api as definitions_api
     from salesmesh.metamodel import views as definitions_views
     from salesmesh.platform import auth, auth_views, home_views, notification_views
-    from salesmesh.workflows import intake_api, lead_api, list_views, myday, public_form, record_views
+    from salesmesh.workflows import (
+        intake_api,
+        lead_api,
+        list_views,
+        myday,
+        new_leads,
+        public_form,
+        record_views,
+        routing_views,
+    )
 
     forms_web.init_app(app)  # the "forms/fields.html" macros, importable from every template
     auth.init_app(app, csrf)
@@ -66,6 +75,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     app.register_blueprint(list_views.bp)
     app.register_blueprint(record_views.bp)
     app.register_blueprint(myday.bp)
+    app.register_blueprint(new_leads.bp)
+    app.register_blueprint(routing_views.bp)
     app.register_blueprint(notification_views.bp)
     csrf.exempt(intake_api.bp)
     app.register_blueprint(intake_api.bp)

@@ -163,7 +163,7 @@ class _Resolver:
                 self.options[column["field"]] = _options(column["options"])
         for item in doc.get("filters", []):
             # Options of a days filter are day counts, not value labels.
-            if "options" in item and item["operator"] not in sv.DAY_OPERATORS:
+            if "options" in item and item["operator"] not in sv.COUNT_OPERATORS:
                 self.options.setdefault(item["field"], _options(item["options"]))
 
     def field(self, name: str) -> FieldSpec:
@@ -190,7 +190,7 @@ def _where_value(field: FieldSpec, operator: str, value: Any) -> Any:
 
     if operator in sv.VALUELESS:
         return True
-    if operator in sv.DAY_OPERATORS or operator == "contains":
+    if operator in sv.COUNT_OPERATORS or operator == "contains":
         return value
     if isinstance(value, list):
         return tuple(one(v) for v in value)
@@ -329,6 +329,59 @@ _NAME = {"field": "name", "sortable": True, "searchable": True, "link": True}
 _OWNER_FILTERS = [
     {"key": "mine", "field": "owner", "operator": "me", "label": {"en": "Only mine", "zh": "只看我的"}},
 ]
+
+
+def _hours(*pairs: tuple[int, str, str]) -> list[dict[str, Any]]:
+    return [{"value": str(n), "label": {"en": en, "zh": zh}} for n, en, zh in pairs]
+
+
+_AGES = _hours(
+    (1, "1 hour", "1 小时"), (4, "4 hours", "4 小时"), (24, "1 day", "1 天"), (72, "3 days", "3 天")
+)
+# The filters of the shipped "all leads" views: who, where from, how old, and the first-response SLA.
+LEAD_FILTERS: list[dict[str, Any]] = [
+    {"key": "status", "field": "status", "operator": "in", "label": {"en": "Status", "zh": "状态"}},
+    {"key": "owner", "field": "owner", "operator": "in", "label": {"en": "Owner", "zh": "负责人"}},
+    *_OWNER_FILTERS,
+    {
+        "key": "unassigned",
+        "field": "owner",
+        "operator": "is_empty",
+        "label": {"en": "Unassigned", "zh": "未分配"},
+    },
+    {
+        "key": "source",
+        "field": "source_channel",
+        "operator": "in",
+        "label": {"en": "Source", "zh": "来源渠道"},
+    },
+    {
+        "key": "channel",
+        "field": "routing_channel",
+        "operator": "in",
+        "label": {"en": "Routing channel", "zh": "分配通道"},
+    },
+    {
+        "key": "newer",
+        "field": "received_at",
+        "operator": "hours_ago_lt",
+        "label": {"en": "Received within", "zh": "接收时间在"},
+        "options": _AGES,
+    },
+    {
+        "key": "older",
+        "field": "received_at",
+        "operator": "hours_ago_gt",
+        "label": {"en": "Older than", "zh": "接收时间早于"},
+        "options": [*_AGES, *_hours((168, "7 days", "7 天"))],
+    },
+    {
+        "key": "sla",
+        "field": "sla_state",
+        "operator": "in",
+        "label": {"en": "First-response SLA", "zh": "首次响应时限"},
+    },
+]
 BUILTIN_DOCS: dict[str, dict[str, Any]] = {
     "lead": _builtin(
         "lead",
@@ -339,14 +392,13 @@ BUILTIN_DOCS: dict[str, dict[str, Any]] = {
             {"field": "institution", "sortable": True, "searchable": True},
             "status",
             "source_channel",
+            {"field": "routing_channel"},
             {"field": "owner", "sortable": True, "searchable": True},
             "received_at",
+            "sla_state",
         ],
         [{"field": "received_at", "direction": "desc"}],
-        filters=[
-            {"key": "status", "field": "status", "operator": "in", "label": {"en": "Status", "zh": "状态"}},
-            *_OWNER_FILTERS,
-        ],
+        filters=LEAD_FILTERS,
     ),
     "customer": _builtin(
         "customer",

@@ -10,7 +10,7 @@ name, `GET /lists/saved/<id>` reopens them, `POST /lists/saved/<id>` renames or 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -120,17 +120,17 @@ def _code(value: Any) -> str:
 
 
 def _input_type(spec: FilterSpec) -> str:
-    if spec.operator in sv.DAY_OPERATORS or spec.field.type in (sv.NUMBER, sv.MONEY):
+    if spec.operator in sv.COUNT_OPERATORS or spec.field.type in (sv.NUMBER, sv.MONEY):
         return "number"
     if spec.field.type in (sv.DATE, sv.DATETIME):
         return "date"
     return "search" if spec.operator == "contains" else "text"
 
 
-def _controls(view: ListView) -> list[Control]:
+def _controls(view: ListView, live: dict[str, Any]) -> list[Control]:
     out = []
     for spec in view.filters:
-        options: list[tuple[str, Any]] = list(spec.options)
+        options: list[tuple[str, Any]] = list(spec.options) or list(live.get(spec.field.name, ()))
         if spec.field.type == sv.BOOLEAN and spec.operator == "eq":
             options = [("true", _("Yes")), ("false", _("No"))]
         if not spec.takes_value:
@@ -182,12 +182,20 @@ def _render(record_type: str, key: str | None) -> Any:
     params = _parse(view, list(request.args.items(multi=True)))
     session = db()
     page = lists.run_list(session, g.user, view, params, now=runtime().clock.now())
+    live = lists.live_options(session, g.user, view)
     locale = current_locale()
+    # Computed codes (the routing channel) show by the labels only the database knows.
+    fields = [
+        replace(c.field, options=live[c.field.name])
+        if c.field.name in live and not c.field.options and c.field.type != sv.USER
+        else c.field
+        for c in view.columns
+    ]
     rows = [
         {
             "id": row.id,
             "link": row_link(record_type, row),
-            "cells": [display_value(c.field, row.values.get(c.field.name), locale) for c in view.columns],
+            "cells": [display_value(f, row.values.get(f.name), locale) for f in fields],
             "codes": [_code(row.values.get(c.field.name)) for c in view.columns],
         }
         for row in page.rows
@@ -203,7 +211,7 @@ def _render(record_type: str, key: str | None) -> Any:
         pages=_pages(page),
         rows=rows,
         headers=_headers(view, params),
-        controls=_controls(view),
+        controls=_controls(view, live),
         params=params,
         active_filters=active,
         page_url=lambda n: _url(view, params.pairs, page=n if n > 1 else None),

@@ -9,6 +9,12 @@ conditions, the chosen filters and the search into WHERE clauses over standard c
 column, sort or search needs them, and always goes through `policy.scope`; the order ends with the id so
 pages are stable. `run_list` runs exactly two statements (one COUNT, one SELECT), whatever the page holds.
 Filter operators are the fixed set of `semantics_views.OPERATORS`.
+
+Two lead fields are computed rather than stored: `routing_channel` is the channel of the lead's latest
+routing decision (a correlated subquery on the `(lead_id, decided_at)` index, so a page still costs two
+statements) and `sla_state` reads "overdue" for a pending first-response SLA whose deadline has passed.
+`live_options` gives the options only known at run time: the people a person filter may pick (those the
+actor may see) and the channels of the published routings.
 """
 
 from __future__ import annotations
@@ -23,11 +29,13 @@ from sqlalchemy import ColumnElement, Select, and_, case, false, func, not_, or_
 from sqlalchemy.orm import Session, aliased
 
 from salesmesh.metamodel import semantics_views as sv
+from salesmesh.metamodel.models import Definition, DefinitionVersion
 from salesmesh.platform import policy
 from salesmesh.platform.i18n import N_, gettext, label
 from salesmesh.platform.models import Team, User
-from salesmesh.workflows.list_specs import FieldSpec, FilterSpec, ListView
+from salesmesh.workflows.list_specs import FieldSpec, FilterSpec, ListView, Options
 from salesmesh.workflows.models import Activity, Contact, Customer, Deal, Lead, Task
+from salesmesh.workflows.routing_models import RoutingDecision
 
 MODELS: dict[str, Any] = {
     "lead": Lead,
@@ -57,6 +65,16 @@ _ALIASES: dict[str, Any] = {
     "team": aliased(Team, name="j_team"),
     "customer": aliased(Customer, name="j_customer"),
 }
+_DECISION = aliased(RoutingDecision, name="latest_decision")
+# The channel of a lead's latest routing decision, read per row through ix_routing_decisions_lead_decided.
+ROUTING_CHANNEL = (
+    select(_DECISION.channel)
+    .where(_DECISION.lead_id == Lead.id)
+    .order_by(_DECISION.decided_at.desc(), _DECISION.id.desc())
+    .limit(1)
+    .correlate(Lead)
+    .scalar_subquery()
+)
 
 
 class ListQueryError(ValueError):
@@ -79,6 +97,7 @@ _BAD_DATE = N_("%(param)s must be a date written as YYYY-MM-DD.")
 _BAD_CHOICE = N_("%(param)s cannot be %(value)s (use one of %(allowed)s).")
 _BAD_TOGGLE = N_("%(param)s takes the value 1.")
 _BAD_BOOLEAN = N_("%(param)s must be true or false.")
+_BAD_USER = N_("%(param)s must be the number of a person.")
 _TOO_LONG = N_("%(param)s is too long (at most %(n)s characters).")
 
 
@@ -156,6 +175,10 @@ def _typed(param: str, f: FieldSpec, raw: str, options: Iterable[str]) -> Any:
         if raw not in ("true", "false"):
             raise ListQueryError(param, _BAD_BOOLEAN, param=param)
         return raw == "true"
+    if f.type == sv.USER:
+        if not raw.isascii() or not raw.isdigit() or not 0 < int(raw) <= policy.MAX_ID:
+            raise ListQueryError(param, _BAD_USER, param=param)
+        return int(raw)
     return raw
 
 
@@ -177,12 +200,12 @@ def _filter_value(spec: FilterSpec, values: dict[str, list[str]]) -> Any:
         if given[0] not in TRUE_VALUES:
             raise ListQueryError(spec.key, _BAD_TOGGLE, param=spec.key)
         return True
-    if spec.operator in sv.DAY_OPERATORS:
+    if spec.operator in sv.COUNT_OPERATORS:
         if options and given[0] not in options:
             raise ListQueryError(
                 spec.key, _BAD_CHOICE, param=spec.key, value=given[0], allowed=", ".join(options)
             )
-        return _int(spec.key, given[0], 1, sv.MAX_DAYS)
+        return _int(spec.key, given[0], 1, sv.count_limit(spec.operator)[0])
     if spec.operator == "contains":
         return _typed(spec.key, spec.field, given[0], ())
     typed = tuple(_typed(spec.key, spec.field, v, options) for v in given)
@@ -263,6 +286,11 @@ class _Query:
             return value.as_string()
         if f.name == "stage":
             return self.model.stage_key
+        if self.model is Lead and f.name == "routing_channel":
+            return ROUTING_CHANNEL
+        if self.model is Lead and f.name == "sla_state":
+            overdue = and_(Lead.sla_state == "pending", Lead.sla_due_at < self.now)
+            return case((overdue, "overdue"), else_=Lead.sla_state)
         return getattr(self.model, _COLUMN_NAMES.get(f.name, f.name))
 
     def shown(self, f: FieldSpec) -> Any:
@@ -337,6 +365,13 @@ class _Query:
             if operator == "days_ago_gt":
                 return col < self._instant(f, self.now - delta)
             return and_(col >= self._instant(f, self.now), col <= self._instant(f, self.now + delta))
+        if operator in sv.HOUR_OPERATORS:
+            since = self._instant(f, self.now - dt.timedelta(hours=int(value)))
+            return (
+                and_(col >= since, col <= self._instant(f, self.now))
+                if operator == "hours_ago_lt"
+                else col < since
+            )
         if operator == "in":
             return col.in_([self._scalar(f, v) for v in value])
         if operator == "between":
@@ -484,6 +519,47 @@ def iter_rows(
     if total > limit:
         return total, []
     return total, [_row(view, r) for r in session.execute(rows_stmt.limit(limit))]
+
+
+def routing_channel_labels(session: Session) -> dict[str, Any]:
+    """Return the channels of the published routings, {key: bilingual label} (one statement)."""
+    documents = session.scalars(
+        select(DefinitionVersion.document)
+        .join(Definition, Definition.id == DefinitionVersion.definition_id)
+        .where(Definition.kind == "routing", DefinitionVersion.status == "published")
+        .order_by(Definition.key)
+    )
+    labels: dict[str, Any] = {}
+    for document in documents:
+        for channel in (document or {}).get("channels", ()):
+            labels.setdefault(
+                channel["key"], channel.get("label") or {"en": channel["key"], "zh": channel["key"]}
+            )
+    return labels
+
+
+def live_options(session: Session, actor: User, view: ListView) -> dict[str, Options]:
+    """Return, by field name, the options of filters and columns that only the database knows.
+
+    A person filter (`in` on owner, assignee ...) lists the people the actor may see (reps and team
+    leads, by name); `routing_channel` lists the channels of the published routings. At most one
+    statement each, only when the view has such a filter or column.
+    """
+    fields = [s.field for s in view.filters if not s.options] + [c.field for c in view.columns]
+    out: dict[str, Options] = {}
+    people = {s.field.name for s in view.filters if s.field.type == sv.USER and s.operator == "in"}
+    if people:
+        rows = session.execute(
+            policy.scope(select(User.id, User.name), actor, User)
+            .where(User.role.in_(("rep", "lead")))
+            .order_by(User.name, User.id)
+        ).all()
+        options = tuple((str(uid), {"en": name, "zh": name}) for uid, name in rows)
+        out.update(dict.fromkeys(people, options))
+    if view.record_type == "lead" and any(f.name == "routing_channel" for f in fields):
+        labels = routing_channel_labels(session)
+        out["routing_channel"] = tuple((key, label) for key, label in sorted(labels.items()))
+    return out
 
 
 # --- values ------------------------------------------------------------------------------------------

@@ -64,6 +64,7 @@ from salesmesh.workflows.record_ui import (
 from salesmesh.workflows.record_values import RecordError
 from salesmesh.workflows.records import find_duplicate_customer
 from salesmesh.workflows.routing_decide import OUTCOME_NAMES as ROUTING_OUTCOME_NAMES
+from salesmesh.workflows.routing_history import lead_routing
 from salesmesh.workflows.sla import SLA_OUTCOME_NAMES
 from salesmesh.workflows.timeline import AUDIT, TIMELINE_KINDS, Timeline, timeline
 
@@ -221,6 +222,7 @@ def _lead_page(lead_id: int, status: int = 200, **extra: Any) -> Any:
         channel_names=CHANNEL_NAMES,
         can_convert=lead.status not in ("converted", "disqualified")
         and policy.can(g.user, "lead.convert", lead),
+        routing=lead_routing(session, lead),
         **extra,
     )
     return render_template("records/lead.html", **page), status
