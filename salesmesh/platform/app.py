@@ -60,6 +60,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
         list_views,
         myday,
         new_leads,
+        pipeline_views,
         public_form,
         record_views,
         routing_views,
@@ -77,6 +78,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     app.register_blueprint(myday.bp)
     app.register_blueprint(new_leads.bp)
     app.register_blueprint(routing_views.bp)
+    app.register_blueprint(pipeline_views.bp)
     app.register_blueprint(notification_views.bp)
     csrf.exempt(intake_api.bp)
     app.register_blueprint(intake_api.bp)

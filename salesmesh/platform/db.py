@@ -44,6 +44,8 @@ MODEL_MODULES = (
     "salesmesh.workflows.public_form_models",
     "salesmesh.platform.notifications",
     "salesmesh.platform.outbox",
+    "salesmesh.workflows.pipeline_models",
+    "salesmesh.workflows.approval_models",
 )
 
 

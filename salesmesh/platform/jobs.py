@@ -41,6 +41,10 @@ TASK_MODULES = (
     "salesmesh.platform.periodic",
     "salesmesh.platform.notifications",
     "salesmesh.workflows.sla_sweep",
+    # The approval deadline timer and the settlers it needs (moves, custom objection responses).
+    "salesmesh.workflows.approvals",
+    "salesmesh.workflows.pipelines",
+    "salesmesh.workflows.objections",
 )
 DEFAULT_TIMEOUT = 600
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")

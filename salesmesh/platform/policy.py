@@ -18,6 +18,8 @@ The rules, by role:
   activity's the owner of the record it was logged on).
 - users: admin/ops all; lead: themselves and the members of their team; rep: themselves and teammates.
 - teams: every active user sees the list of teams (names appear in routing, pools and boards).
+- approval requests: admin/ops all; lead: their team's, those naming them as approver, their own; rep:
+  the ones they asked for. Deciding: ops/admin any they see, a lead those addressed to a team lead.
 - definitions, definition versions: admin/ops only. pack installs, audit events: admin only.
 - api tokens, user sessions: the owner, and admin.
 """
@@ -103,6 +105,19 @@ def _own_or_team_shared(actor: User, model: Any) -> ColumnElement[bool]:
     return or_(model.user_id == actor.id, model.shared_with_team.is_(True) & model.user_id.in_(sharers))
 
 
+def _approvals_for_lead(actor: User, model: Any) -> ColumnElement[bool]:
+    """A lead sees the approval requests of their team, those naming them, and their own."""
+    return or_(
+        model.team_id.in_(_led_team_ids(actor)),
+        model.approver_id == actor.id,
+        model.requested_by_id == actor.id,
+    )
+
+
+def _own_requests(actor: User, model: Any) -> ColumnElement[bool]:
+    return model.requested_by_id == actor.id
+
+
 # Business records other than leads: a lead sees their team's, a rep their own, no pool.
 _TEAM_OWNED: Mapping[str, Rule] = {
     "admin": _all,
@@ -128,6 +143,7 @@ SCOPES: dict[str, Mapping[str, Rule]] = {
     "api_tokens": {"admin": _all, "ops": _owned, "lead": _owned, "rep": _owned},
     "user_sessions": {"admin": _all, "ops": _owned, "lead": _owned, "rep": _owned},
     "saved_views": {role: _own_or_team_shared for role in ("admin", "ops", "lead", "rep")},
+    "approval_requests": {"admin": _all, "ops": _all, "lead": _approvals_for_lead, "rep": _own_requests},
 }
 
 
@@ -218,6 +234,15 @@ def _visible(actor: User, obj: Any) -> bool:
     return False if obj is None or isinstance(obj, type) else is_visible(actor, obj)
 
 
+def _decides_approval(actor: User, obj: Any) -> bool:
+    """Ops and admins decide any request they see; a lead those addressed to a team lead in their scope."""
+    if not _visible(actor, obj):
+        return False
+    return actor.role in ("admin", "ops") or (
+        actor.role == "lead" and getattr(obj, "approver_role", None) == "team_lead"
+    )
+
+
 ACTIONS: dict[str, Check] = {
     "user.create": _roles("admin"),
     "user.edit": _roles("admin"),
@@ -251,6 +276,10 @@ ACTIONS: dict[str, Check] = {
     "deal.view": _visible,
     "deal.edit": _visible,
     "deal.list": _roles("admin", "ops", "lead", "rep"),
+    "deal.move": _visible,
+    "deal.key_node": _visible,
+    "approval.list": _roles("admin", "ops", "lead", "rep"),
+    "approval.decide": _decides_approval,
     "activity.log": _visible,
     "activity.list": _roles("admin", "ops", "lead", "rep"),
     "task.create": _visible,

@@ -31,6 +31,7 @@ from salesmesh.workflows.models import (
     Lead,
     Task,
 )
+from salesmesh.workflows.pipelines import refuse_unplanned_activity
 from salesmesh.workflows.record_values import Errors
 from salesmesh.workflows.sla import PENDING as SLA_PENDING
 from salesmesh.workflows.sla import state_on_contact
@@ -133,6 +134,8 @@ def log_activity(
     subject = resolve_subject(
         session, actor, lead_id=lead_id, customer_id=customer_id, deal_id=deal_id, action="activity.log"
     )
+    if subject.type == "deal" and actor is not None:
+        refuse_unplanned_activity(session, subject.row, kind)  # a locked stage allows its planned actions
     errors = Errors()
     rv.choice(kind, "/kind", errors, LOGGED_KINDS if actor is not None else ACTIVITY_KINDS)
     now = clock.now()

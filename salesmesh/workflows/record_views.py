@@ -61,6 +61,7 @@ from salesmesh.workflows.record_ui import (
     service_errors,
     work_timezone,
 )
+from salesmesh.workflows.pipeline_panel import deal_panel
 from salesmesh.workflows.record_values import RecordError
 from salesmesh.workflows.records import find_duplicate_customer
 from salesmesh.workflows.routing_decide import OUTCOME_NAMES as ROUTING_OUTCOME_NAMES
@@ -85,6 +86,8 @@ AUDIT_NAMES = {
     "contact.update": N_("Contact details changed"),
     "deal.create": N_("Deal opened"),
     "deal.update": N_("Deal details changed"),
+    "deal.move_requested": N_("Stage move sent for approval"),
+    "deal.key_node": N_("Key node done"),
     "task.create": N_("Task created"),
     "task.complete": N_("Task completed"),
 }
@@ -300,6 +303,7 @@ def _deal_page(deal_id: int, status: int = 200, **extra: Any) -> Any:
     leads = session.scalars(
         policy.scope(select(Lead).where(Lead.converted_deal_id == deal.id), actor, Lead).order_by(Lead.id)
     ).all()
+    pipeline = deal_panel(session, actor, deal, times, **extra.pop("pipeline_extra", None) or {})
     page = _common(
         "deal",
         deal,
@@ -308,11 +312,14 @@ def _deal_page(deal_id: int, status: int = 200, **extra: Any) -> Any:
         entries=display_values(spec, deal.data or {}, times.locale, tz=times.tz, now=times.now)
         if spec
         else [],
-        stage=_stage_labels([deal.pipeline_version_id]).get((deal.pipeline_version_id, deal.stage_key)),
+        stage=pipeline["overview"].stage.label
+        if pipeline
+        else _stage_labels([deal.pipeline_version_id]).get((deal.pipeline_version_id, deal.stage_key)),
         leads=leads,
         customer_visible=policy.is_visible(actor, deal.customer),
         deal_status_names=DEAL_STATUS_NAMES,
         can_edit=policy.can(actor, "deal.edit", deal),
+        pipeline=pipeline,
         **extra,
     )
     return render_template("records/deal.html", **page), status

@@ -10,7 +10,8 @@ Ownership: a contact or deal belongs by default to its customer's owner (the acc
 to whoever creates it; an explicit owner must be someone the actor may give records to. The team is
 always the owner's. Customers are deduplicated by normalised name within a region (`name_key`,
 `region_key`, backed by a unique constraint). A deal pins the published pipeline version of its pipeline
-key and starts in its initial stage; its form-defined fields are pinned to the pipeline's deal form.
+key and starts in its initial stage (announced with the stage-change signal, as every later move is by
+`salesmesh.workflows.pipelines`); its form-defined fields are pinned to the pipeline's deal form.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from salesmesh.platform.i18n import N_
 from salesmesh.platform.models import User
 from salesmesh.workflows import record_values as rv
 from salesmesh.workflows.models import Contact, Customer, Deal
+from salesmesh.workflows.pipelines import enter_initial_stage
 from salesmesh.workflows.record_values import UNSET, DuplicateCustomer, Errors, RecordError
 
 __all__ = [
@@ -472,6 +474,7 @@ def add_deal(
         amount=deal.amount,
         owner_id=deal.owner_id,
     )
+    enter_initial_stage(session, actor, deal)  # action packs and lights start with the first stage
     return deal
 
 
