@@ -1,7 +1,8 @@
 """The leads list for ops and team leads: filters on the routing channel (the latest decision's), the
 owner (people picked from a list), status, age in hours and the first-response SLA (overdue computed
 from the deadline), each narrowing the list; scoped by the policy; and a page whose statement count does
-not grow with its rows (the routing channel is a correlated subquery, not a query per row)."""
+not grow with its rows (the routing channel is a correlated subquery, not a query per row); the same
+queries on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from salesmesh.workflows.lists import parse_params, run_list
 from salesmesh.workflows.models import Lead
 from salesmesh.workflows.routing import route_lead
 from salesmesh.workflows.routing_models import RoutingDecision
+from salesmesh.workflows.simulate import recent_leads
+from salesmesh.workflows.simulation_runs import routing_versions, run_simulation
 from tests.workflows.list_support import count_statements, sign_in
 from tests.workflows.page_helpers import make_app
 from tests.workflows.routing_helpers import (
@@ -240,3 +243,33 @@ def test_statement_count_does_not_grow_with_rows(
         html = _page(client, url)
     assert html.count('<th scope="row"') == 50
     assert len(many) == len(few), many
+
+
+def test_filters_and_simulator_queries_run_on_postgresql(pg_runtime: Runtime, clock: FrozenClock) -> None:
+    with pg_runtime.db.session_scope() as s:
+        import_pack(s, clock, MD_PACK)
+        ops = add_rep(s, clock, "Olga Ops", role="ops")
+        wang = add_rep(s, clock, "Wang", years_medical=8, seniority="senior")
+        add_rep(s, clock, "Zhao", years_medical=1, seniority="junior")
+        for data in (TERTIARY, TOWNSHIP, COUNTY):
+            lead = add_lead(s, clock, dict(data), received_at=clock.now() - timedelta(hours=5))
+            route_lead(s, lead, clock=clock)
+            lead.sla_state, lead.sla_due_at = "pending", clock.now() - timedelta(minutes=1)
+    with pg_runtime.db.session_scope() as s:
+        view = _view(s)
+        actor = s.get(type(ops), ops.id)
+        tertiary = s.scalars(select(Lead.id).where(Lead.institution_grade == "tertiary_a")).one()
+        assert _ids(s, actor, view, clock, channel="key_account", sla="overdue", older=4, owner=wang.id) == {
+            tertiary
+        }
+        assert _ids(s, actor, view, clock, sla="pending") == set()
+        page = run_list(s, actor, view, parse_params(view, [("sort", "-sla_state")]), now=clock.now())
+        assert {row.values["routing_channel"] for row in page.rows} == {
+            "key_account",
+            "inclusive",
+            "standard",
+        }
+        (version,) = routing_versions(s)
+        assert version.label["en"] == "Hospital lead routing" and version.status == "published"
+        run = run_simulation(s, version.id, recent_leads(s, last=10))
+        assert run.other.total == 3 and run.base is None
