@@ -33,6 +33,7 @@ from salesmesh.platform.i18n import gettext, label
 from salesmesh.platform.jobs import JobContext, job
 from salesmesh.platform.models import User
 from salesmesh.platform.outbox import DeliveryStats, Message, deliver_due, enqueue_messages
+from salesmesh.platform.policy import MAX_ID
 
 if TYPE_CHECKING:
     from salesmesh.platform.jobs import JobQueue
@@ -269,6 +270,8 @@ def inbox(
 
 def mark_read(session: Session, actor: User, notification_id: int, *, now: datetime) -> Notification:
     """Mark one of the actor's notifications read (again: no change); someone else's is not found."""
+    if not 0 < notification_id <= MAX_ID:  # past BIGINT the driver would fail; no such row can exist
+        raise NotificationNotFound(f"notification {notification_id} not found")
     row = session.scalar(
         select(Notification).where(Notification.id == notification_id, Notification.user_id == actor.id)
     )

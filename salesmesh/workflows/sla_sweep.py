@@ -228,7 +228,11 @@ def _reassign(
     now = clock.now()
     previous = lead.owner_id
     exclude = set(history.former_owners) | ({previous} if previous is not None else set())
-    decision = route_lead(session, lead, clock=clock, exclude=exclude)  # first: see the lock order above
+    try:
+        decision = route_lead(session, lead, clock=clock, exclude=exclude)  # first: see the lock order above
+    except RoutingUnavailable:  # no usable routing any more: somebody must still hear of the breach
+        _escalate(session, lead, policy, now, due, reason="routing_unavailable")
+        return "escalated"
     if decision.outcome == "unassigned":
         _escalate(session, lead, policy, now, due, reason="nobody_else")
         return "escalated"

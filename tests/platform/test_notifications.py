@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -346,6 +347,50 @@ def test_webhooks_are_signed_and_retried(settings: Settings, clock: FrozenClock)
     payload = json.loads(body)
     assert payload["kind"] == "test.ping" and payload["user_id"] == rep
     assert payload["subject"] == {"type": "thing", "id": 9} and payload["title"]["en"] == "Ping from a"
+
+
+# --- PostgreSQL: concurrent deliverers ------------------------------------------------------------------
+
+
+@pytest.mark.services
+def test_concurrent_deliverers_on_postgresql_send_each_message_once(
+    pg_url: str, tmp_path: Any, clock: FrozenClock
+) -> None:
+    with smtp_receiver() as (port, box):
+        settings = Settings(
+            database_url=pg_url,
+            instance_path=tmp_path / "instance",
+            testing=True,
+            smtp_host="127.0.0.1",
+            smtp_port=port,
+            smtp_from="crm@example.test",
+        )
+        rt = Runtime(settings, clock=clock)
+        Base.metadata.create_all(rt.db.engine)
+        try:
+            with rt.db.session_scope() as s:
+                ids = [_make(s, clock, f"rep{i}@example.test") for i in range(30)]
+                notify(s, user_ids=ids, kind=PING.name, now=clock.now(), params={"who": "ops"})
+            errors: list[BaseException] = []
+
+            def deliver() -> None:
+                try:
+                    for _ in range(3):
+                        run_delivery(rt, fanout_batch=7)
+                except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=deliver) for _ in range(3)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            assert errors == []
+            rows = _outbox(rt)
+        finally:
+            rt.close()
+    assert len(rows) == 30 and {r.status for r in rows} == {SENT}
+    assert sorted(m["To"] for m in box.messages) == sorted(f"rep{i}@example.test" for i in range(30))
 
 
 # --- settings --------------------------------------------------------------------------------------------

@@ -102,6 +102,7 @@ def test_someone_elses_notification_is_not_found(
     login(client, "rep@example.test")
     token = csrf_token(client, "/notifications")
     assert client.post(f"/notifications/{theirs.id}/read", data={"csrf_token": token}).status_code == 404
+    assert client.post(f"/notifications/{2**64}/read", data={"csrf_token": token}).status_code == 404
     session.expire_all()
     assert unread_count(session, other.id) == 1
     assert client.get("/notifications?before=abc").status_code == 400
