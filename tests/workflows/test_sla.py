@@ -424,3 +424,26 @@ def test_concurrent_sweeps_on_postgresql_handle_each_breach_once(
         assert s.scalar(select(func.count()).where(Lead.sla_state == "pending")) == 0
         assert verify_chain(s) is None
         assert s.get(Team, people["team"].id) is not None
+
+
+def test_the_breach_shows_on_the_lead_timeline_in_both_languages(
+    client: Any, runtime: Runtime, session: Session, clock: FrozenClock, make_user: Any
+) -> None:
+    from tests.platform.auth_helpers import login
+
+    _world(session, clock)
+    make_user(email="admin@example.test", role="admin")
+    lead = route_lead(session, add_lead(session, clock, TERTIARY), clock=clock).lead
+    session.commit()
+    clock.advance(minutes=31)
+    _sweep(runtime)
+    login(client, "admin@example.test")
+    english = client.get(f"/leads/{lead.id}").get_data(as_text=True)
+    assert (
+        "First-response deadline missed: escalated" in english
+        and "First-response deadline missed<" in english
+    )
+    session.execute(User.__table__.update().values(locale="zh"))
+    session.commit()
+    chinese = client.get(f"/leads/{lead.id}").get_data(as_text=True)
+    assert "首次响应超时：已上报" in chinese
