@@ -234,13 +234,16 @@ def _visible(actor: User, obj: Any) -> bool:
     return False if obj is None or isinstance(obj, type) else is_visible(actor, obj)
 
 
-def _decides_approval(actor: User, obj: Any) -> bool:
-    """Ops and admins decide any request they see; a lead those addressed to a team lead in their scope."""
-    if not _visible(actor, obj):
-        return False
+def decides_seen_approval(actor: User, obj: Any) -> bool:
+    """The role rule of approval.decide, for a request already read through the actor's scope."""
     return actor.role in ("admin", "ops") or (
         actor.role == "lead" and getattr(obj, "approver_role", None) == "team_lead"
     )
+
+
+def _decides_approval(actor: User, obj: Any) -> bool:
+    """Ops and admins decide any request they see; a lead those addressed to a team lead in their scope."""
+    return _visible(actor, obj) and decides_seen_approval(actor, obj)
 
 
 ACTIONS: dict[str, Check] = {

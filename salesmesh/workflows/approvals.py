@@ -120,10 +120,14 @@ def deadline_after(session: Session, start: datetime, hours: float, calendar_key
 
 def _approver(session: Session, actor: User | None, deal: Deal, wanted: str) -> tuple[str, int | None]:
     if wanted == "team_lead" and deal.team_id is not None:
-        lead_id = session.scalar(select(Team.lead_id).where(Team.id == deal.team_id))
+        lead_id = session.scalar(
+            select(User.id)
+            .join(Team, Team.lead_id == User.id)
+            .where(Team.id == deal.team_id, User.active.is_(True))
+        )
         if lead_id is not None and (actor is None or lead_id != actor.id):
             return "team_lead", lead_id
-    return "ops", None
+    return "ops", None  # no (active) lead, or the lead asks themselves
 
 
 def _ops_ids(session: Session) -> list[int]:
@@ -256,11 +260,19 @@ def list_approvals(
     return list(session.scalars(stmt.limit(limit)).unique())
 
 
-def can_decide(actor: User | None, request: ApprovalRequest) -> bool:
-    """Tell whether `actor` may decide `request` now (open, theirs to decide, not their own request)."""
-    if not request.is_open or not policy.can(actor, "approval.decide", request):
+def can_decide(actor: User | None, request: ApprovalRequest, *, seen: bool = False) -> bool:
+    """Tell whether `actor` may decide `request` now (open, theirs to decide, not their own request).
+
+    `seen=True` says the request was read through the actor's scope (`list_approvals`), saving a query.
+    """
+    if actor is None or not request.is_open:
         return False
-    return actor is not None and (actor.role == "admin" or request.requested_by_id != actor.id)
+    if seen:
+        if not policy.can(actor, "approval.list") or not policy.decides_seen_approval(actor, request):
+            return False
+    elif not policy.can(actor, "approval.decide", request):
+        return False
+    return actor.role == "admin" or request.requested_by_id != actor.id
 
 
 def _finish(
@@ -357,8 +369,15 @@ def approval_deadline(ctx: TimerContext) -> None:
 
 def _escalate(session: Session, request: ApprovalRequest, clock: Clock) -> None:
     now = clock.now()
-    request.status = "escalated"
-    request.escalated_at = now
+    escalated = session.execute(
+        update(ApprovalRequest)
+        .where(ApprovalRequest.id == request.id, ApprovalRequest.status == "pending")
+        .values(status="escalated", escalated_at=now)
+        .execution_options(synchronize_session="evaluate")
+    )
+    if escalated.rowcount != 1:
+        session.refresh(request)
+        return  # decided at the same moment: the decision stands
     ops = _ops_ids(session)
     rv.audit(session, clock, None, "approval.escalate", request, deal_id=request.deal_id, notified=ops)
     _settle(session, None, request, clock)

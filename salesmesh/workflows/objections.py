@@ -168,12 +168,13 @@ def log_objection(
     if otype is None:
         errors.add("/objection_type", N_("Unknown objection type %(key)s."), key=objection_type)
     custom = rv.text(custom_text, "/custom_text", errors, max_len=MAX_CUSTOM)
+    wrote = custom is not None or (isinstance(custom_text, str) and bool(custom_text.strip()))
     response = None
-    if response_key not in (None, "") and custom is not None:
+    if response_key not in (None, "") and wrote:
         errors.add("/response", N_("Choose a standard response or write your own, not both."))
-    elif response_key in (None, "") and custom is None:
+    elif response_key in (None, "") and not wrote:
         errors.add("/response", N_("Choose one of the standard responses, or write your own."))
-    elif custom is None and otype is not None:
+    elif not wrote and otype is not None:
         response = otype.response(response_key)
         if response is None:
             errors.add(

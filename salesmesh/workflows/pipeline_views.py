@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from sqlalchemy import select
 
 from salesmesh.platform import policy
 from salesmesh.platform.auth import login_required
@@ -28,6 +29,7 @@ from salesmesh.workflows.approval_models import (
     ApprovalRequest,
 )
 from salesmesh.workflows.approvals import can_decide, decide_approval, list_approvals
+from salesmesh.workflows.models import Deal
 from salesmesh.workflows.objections import log_objection
 from salesmesh.workflows.pipeline_specs import Label, pipeline_for
 from salesmesh.workflows.pipelines import complete_key_node, move_deal
@@ -154,15 +156,22 @@ def _queue(status: int = 200, **extra: Any) -> Any:
     times = _times()
     waiting = list_approvals(session, actor, open_only=True)
     decided = list_approvals(session, actor, open_only=False, limit=DECIDED_SHOWN)
-    labels = record_views._stage_labels({r.deal.pipeline_version_id for r in [*waiting, *decided]})
+    shown = [*waiting, *decided]
+    labels = record_views._stage_labels({r.deal.pipeline_version_id for r in shown})
+    deal_ids = {r.deal_id for r in shown}
+    visible = set(
+        session.scalars(policy.scope(select(Deal.id).where(Deal.id.in_(deal_ids)), actor, Deal))
+        if deal_ids
+        else ()
+    )
     return render_template(
         "pipelines/approvals.html",
         waiting=waiting,
         decided=decided,
         times=times,
         stage=lambda r, key: labels.get((r.deal.pipeline_version_id, key)) or {"en": key, "zh": key},
-        decides=lambda r: can_decide(actor, r),
-        visible=lambda r: policy.is_visible(actor, r.deal),
+        decides=lambda r: can_decide(actor, r, seen=True),
+        visible=lambda r: r.deal_id in visible,
         kind_names=APPROVAL_KIND_NAMES,
         status_names=APPROVAL_STATUS_NAMES,
         approver_names=APPROVER_NAMES,

@@ -1,230 +1,60 @@
-"""Moving deals through their pipeline: exit criteria, key nodes, stage moves and the stage-change signal.
+"""Moving deals through their pipeline: stage moves, approvals of deviations, key nodes, planned actions.
 
 A deal moves with `move_deal`. The route must be allowed (`pipeline_specs.Pipeline.route`); a move
-forward to a later open or won stage must meet the exit criteria of the stage it leaves — required fields
-(a standard deal column or a form field, non-empty), required key nodes (done on this deal), required
-activities (logged on the deal since it entered the stage) and the JsonLogic condition (read against the
-deal's standard fields overlaid by its form data). Unmet criteria are listed by name; the mover may ask to
-waive them with a reason: a free pipeline moves at once and records the waiver, a locked one opens an
-approval request (`waive_criteria`). A route that needs approval (a skip, or a transition marked
-`requires_approval`) always opens one (`skip_stage`, `transition`) and the deal stays where it is until
-the approver approves; the approved move is then applied as the approver's (`_settle_move`), re-checking
-the stage. Every applied move — and the creation of a deal at its initial stage — writes the stage,
-`stage_entered_at`, the status (won/lost stages close the deal), a `stage_change` timeline activity, a
+forward to a later open or won stage must meet the exit criteria of the stage it leaves
+(`stage_criteria.exit_status`: required fields, key nodes, activities, the condition). Unmet criteria
+are listed by name; the mover may ask to waive them with a reason: a free pipeline moves at once and
+records the waiver, a locked one opens an approval request (`waive_criteria`). A route that needs
+approval (a skip, or a transition marked `requires_approval`) always opens one (`skip_stage`,
+`transition`) and the deal stays where it is until the approver approves; the approved move is then
+applied as the approver's (`_settle_move`), re-checking the stage. Every applied move writes the stage,
+`stage_entered_at`, the status (won/lost stages close the deal), a `stage_change` timeline activity and a
 `deal.stage_change` audit event (who, from, to, criteria met and waived, the approval), and sends
-`stage_signals.send_stage_change` in the same transaction. Moves are optimistic: the stage is changed with
-`UPDATE ... WHERE stage_key = <the stage the mover saw>`, so a move from a stale stage is `StaleStage`
-(409). In a locked pipeline only a stage's `preset_actions` may be logged on its deals
-(`refuse_unplanned_activity`, called by `activities.log_activity`). Key nodes are ticked with
+`stage_signals.send_stage_change` in the same transaction; a new deal's entry into its initial stage
+sends the signal too (`enter_initial_stage`, called by `records.add_deal`). Moves are optimistic: the
+stage is changed with `UPDATE ... WHERE stage_key = <the stage the mover saw>`, so a move from a stale
+stage is `StaleStage` (409). In a locked pipeline only a stage's `preset_actions` may be logged on its
+deals (`refuse_unplanned_activity`, called by `activities.log_activity`). Key nodes are ticked with
 `complete_key_node`, on the evidence of an interaction of the node's kind logged in the stage.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from salesmesh.forms.compile import FormSpec, spec_for_version_id
 from salesmesh.platform.clock import Clock
-from salesmesh.platform.i18n import LOCALES, N_, gettext, label
+from salesmesh.platform.i18n import N_
 from salesmesh.platform.models import User
 from salesmesh.workflows import approvals
 from salesmesh.workflows import record_values as rv
 from salesmesh.workflows.approval_models import MOVE_KINDS, ApprovalRequest
-from salesmesh.workflows.models import ACTIVITY_KIND_NAMES, LOGGED_KINDS, Activity, Deal
+from salesmesh.workflows.models import LOGGED_KINDS, Activity, Deal
 from salesmesh.workflows.pipeline_models import DealKeyNode
-from salesmesh.workflows.pipeline_specs import KeyNode, Label, Pipeline, Route, Stage, pipeline_for
+from salesmesh.workflows.pipeline_specs import KeyNode, Pipeline, Route, Stage, pipeline_for
 from salesmesh.workflows.record_values import Errors, RecordError
+from salesmesh.workflows.stage_criteria import (
+    Criterion,
+    both,
+    error_item,
+    exit_status,
+    kind_names,
+    load_progress,
+)
 from salesmesh.workflows.stage_signals import StageChange, send_stage_change
 
 MAX_REASON = 2000
-# Standard deal columns an exit criterion may require, with their display names.
-STANDARD_FIELDS = {
-    "name": N_("Deal name"),
-    "amount": N_("Amount"),
-    "currency": N_("Currency"),
-    "expected_close": N_("Expected close"),
-    "next_step": N_("Next step"),
-    "next_step_due_at": N_("Next step by"),
-    "primary_contact_id": N_("Primary contact"),
-}
 
 
 class StaleStage(RecordError):
     """The deal is no longer in the stage the mover saw (someone moved it meanwhile): HTTP 409."""
 
     status = 409
-
-
-# --- bilingual messages ----------------------------------------------------------------------------------
-
-
-def _param(value: Any, locale: str) -> str:
-    if isinstance(value, Mapping):
-        return label(value, locale)
-    if isinstance(value, tuple):  # message ids (e.g. activity kind names), translated and listed
-        return ("、" if locale == "zh" else ", ").join(_param(v, locale) for v in value)
-    if isinstance(value, list):
-        return ("、" if locale == "zh" else ", ").join(_param(v, locale) for v in value)
-    return gettext(value, locale) if isinstance(value, _Msg) else str(value)
-
-
-class _Msg(str):
-    """A message id to translate when it fills a placeholder."""
-
-
-def both(message: str, **params: Any) -> dict[str, str]:
-    """Return `message` in English and Chinese as a label; params may be labels, _Msg ids or tuples."""
-    return {loc: gettext(message, loc, **{k: _param(v, loc) for k, v in params.items()}) for loc in LOCALES}
-
-
-def _error(path: str, message: str, **params: Any) -> dict[str, str]:
-    text = both(message, **params)
-    return {"path": path, "message": text["en"], "message_zh": text["zh"]}
-
-
-def _kinds(kinds: Any) -> tuple[_Msg, ...]:
-    return tuple(_Msg(ACTIVITY_KIND_NAMES.get(k, k)) for k in kinds)
-
-
-# --- exit criteria ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Criterion:
-    """One exit criterion of a stage and whether the deal meets it (`have`/`need` for activity counts)."""
-
-    kind: str  # field | key_node | activity | condition
-    key: str
-    label: Label
-    met: bool
-    have: int | None = None
-    need: int | None = None
-
-    @property
-    def path(self) -> str:
-        return f"/criteria/{self.kind}/{self.key}"
-
-
-@dataclass(frozen=True)
-class Progress:
-    """What a deal did in its current stage: key nodes done (any stage) and activities logged by kind."""
-
-    done: Mapping[str, DealKeyNode]
-    counts: Mapping[str, int]
-
-
-def load_progress(session: Session, deal: Deal, *, nodes: bool = True, counts: bool = True) -> Progress:
-    """Read the deal's done key nodes and its activity counts since stage entry (one statement each)."""
-    done: dict[str, DealKeyNode] = {}
-    if nodes:
-        done = {
-            row.node_key: row
-            for row in session.scalars(select(DealKeyNode).where(DealKeyNode.deal_id == deal.id))
-        }
-    tally: dict[str, int] = {}
-    if counts:
-        rows = session.execute(
-            select(Activity.kind, func.count())
-            .where(Activity.deal_id == deal.id, Activity.occurred_at >= deal.stage_entered_at)
-            .where(Activity.kind.in_(LOGGED_KINDS))
-            .group_by(Activity.kind)
-        )
-        tally = {kind: int(n) for kind, n in rows}
-    return Progress(done, tally)
-
-
-def _empty(value: Any) -> bool:
-    return value is None or (isinstance(value, str | list | dict | tuple) and not value)
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, date | datetime):
-        return value.isoformat()
-    return value
-
-
-def deal_facts(deal: Deal) -> dict[str, Any]:
-    """Return what a stage condition reads: the deal's standard fields overlaid by its form data."""
-    facts = {
-        "name": deal.name,
-        "amount": _json(deal.amount),
-        "currency": deal.currency,
-        "expected_close": _json(deal.expected_close),
-        "next_step": deal.next_step,
-        "stage": deal.stage_key,
-        "status": deal.status,
-    }
-    facts = {k: v for k, v in facts.items() if v is not None}
-    facts.update(deal.data or {})
-    return facts
-
-
-def _field_label(spec: FormSpec | None, key: str) -> Label:
-    found = spec.field(key) if spec is not None else None
-    if found is not None:
-        return dict(found.label)
-    return both(STANDARD_FIELDS[key]) if key in STANDARD_FIELDS else {"en": key, "zh": key}
-
-
-def _filled(deal: Deal, key: str) -> bool:
-    if key in STANDARD_FIELDS and not _empty(getattr(deal, key)):
-        return True
-    return not _empty((deal.data or {}).get(key))
-
-
-def _form(session: Session, deal: Deal) -> FormSpec | None:
-    if deal.form_version_id is None:
-        return None
-    try:
-        return spec_for_version_id(session, deal.form_version_id)
-    except LookupError:
-        return None
-
-
-def exit_status(
-    session: Session, deal: Deal, pipeline: Pipeline, *, now: datetime, progress: Progress | None = None
-) -> list[Criterion]:
-    """Return each exit criterion of the deal's current stage and whether it is met (in definition order)."""
-    stage = pipeline.stage(deal.stage_key)
-    if stage is None or stage.exit.empty:
-        return []
-    crit = stage.exit
-    if progress is None:
-        progress = load_progress(
-            session, deal, nodes=bool(crit.required_key_nodes), counts=bool(crit.required_activities)
-        )
-    found: list[Criterion] = []
-    if crit.required_fields:
-        spec = _form(session, deal)
-        for key in crit.required_fields:
-            found.append(Criterion("field", key, _field_label(spec, key), _filled(deal, key)))
-    for key in crit.required_key_nodes:
-        node = pipeline.nodes.get(key)
-        found.append(
-            Criterion("key_node", key, node.label if node else {"en": key, "zh": key}, key in progress.done)
-        )
-    for index, need in enumerate(crit.required_activities):
-        have = progress.counts.get(need.activity_type, 0)
-        name = need.label or both(N_("%(kind)s logged"), kind=_Msg(ACTIVITY_KIND_NAMES[need.activity_type]))
-        found.append(
-            Criterion("activity", str(index), name, have >= need.min_count, have=have, need=need.min_count)
-        )
-    if crit.condition is not None:
-        name = crit.description or both(N_("Stage condition"))
-        found.append(
-            Criterion("condition", "condition", name, crit.condition.test(deal_facts(deal), now=now))
-        )
-    return found
 
 
 # --- the stage overview (the deal page's stage card) ------------------------------------------------------
@@ -302,7 +132,7 @@ def _stale(pipeline: Pipeline, deal: Deal) -> StaleStage:
     here = pipeline.stage(deal.stage_key)
     return StaleStage(
         [
-            _error(
+            error_item(
                 "/from_stage",
                 N_("Someone moved this deal meanwhile: it is in %(stage)s now. Look again and retry."),
                 stage=here.label if here else deal.stage_key,
@@ -311,7 +141,7 @@ def _stale(pipeline: Pipeline, deal: Deal) -> StaleStage:
     )
 
 
-def _route_error(pipeline: Pipeline, deal: Deal, target: Stage) -> dict[str, str]:
+def _routeerror_item(pipeline: Pipeline, deal: Deal, target: Stage) -> dict[str, str]:
     here = pipeline.stage(deal.stage_key)
     allowed = [r.stage.label for r in pipeline.routes(deal.stage_key)]
     message = (
@@ -319,7 +149,7 @@ def _route_error(pipeline: Pipeline, deal: Deal, target: Stage) -> dict[str, str
         if pipeline.locked
         else N_("From %(from)s a deal may move only to %(allowed)s, not to %(to)s.")
     )
-    return _error(
+    return error_item(
         "/to_stage",
         message,
         pipeline=pipeline.label,
@@ -357,7 +187,7 @@ def move_deal(
     else:
         route = pipeline.route(deal.stage_key, target.key)
         if route is None:
-            errors.items.append(_route_error(pipeline, deal, target))
+            errors.items.append(_routeerror_item(pipeline, deal, target))
     errors.raise_if_any()
     assert target is not None and route is not None
     now = clock.now()
@@ -374,8 +204,8 @@ def move_deal(
             if pipeline.locked
             else N_('Tick "waive" and give a reason to move the deal anyway.')
         )
-        items = [_error(c.path, N_("Exit criterion not met: %(name)s"), name=c.label) for c in unmet]
-        raise RecordError([*items, _error("/waive", hint)])
+        items = [error_item(c.path, N_("Exit criterion not met: %(name)s"), name=c.label) for c in unmet]
+        raise RecordError([*items, error_item("/waive", hint)])
     if (kind is not None or unmet) and clean_reason is None:
         message = (
             N_("Say why: the approver reads it.")
@@ -577,10 +407,10 @@ def complete_key_node(
     if evidence is None:
         raise RecordError(
             [
-                _error(
+                error_item(
                     "/key_node",
                     N_("Log %(kinds)s for this deal in this stage first: that is the evidence for %(node)s."),
-                    kinds=_kinds(node.activity_types),
+                    kinds=kind_names(node.activity_types),
                     node=node.label,
                 )
             ]
@@ -618,11 +448,11 @@ def refuse_unplanned_activity(session: Session, deal: Deal, kind: str) -> None:
     planned = [k for k in LOGGED_KINDS if k in stage.preset_actions]
     raise RecordError(
         [
-            _error(
+            error_item(
                 "/kind",
                 N_("%(stage)s is a locked stage: log one of its planned actions (%(kinds)s)."),
                 stage=stage.label,
-                kinds=_kinds(planned),
+                kinds=kind_names(planned),
             )
         ]
     )

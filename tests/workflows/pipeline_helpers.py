@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from salesmesh.metamodel.models import DefinitionVersion
 from salesmesh.platform.clock import FrozenClock
 from salesmesh.platform.models import Team, User
 from salesmesh.workflows.models import Customer, Deal
@@ -95,8 +96,16 @@ def build_md(session: Session, clock: FrozenClock) -> SimpleNamespace:
     staff = make_company(session, clock)
     counter = iter(range(1, 100_000))
 
-    def deal(owner: User, stage: str = "initial_contact", *, free_mode: bool = False, **data: Any) -> Deal:
+    def deal(
+        owner: User,
+        stage: str = "initial_contact",
+        *,
+        free_mode: bool = False,
+        version: DefinitionVersion | None = None,
+        **data: Any,
+    ) -> Deal:
         n = next(counter)
+        pinned = version or (free if free_mode else locked)
         customer = Customer(
             name=f"Hospital {n}",
             name_key=f"hospital{n}",
@@ -113,8 +122,8 @@ def build_md(session: Session, clock: FrozenClock) -> SimpleNamespace:
         row = Deal(
             name=f"Hospital {n} ultrasound",
             customer_id=customer.id,
-            pipeline_version_id=(free if free_mode else locked).id,
-            pipeline_key="md-free" if free_mode else "md-sales",
+            pipeline_version_id=pinned.id,
+            pipeline_key=pinned.document["key"],
             stage_key=stage,
             stage_entered_at=clock.now(),
             status="open",

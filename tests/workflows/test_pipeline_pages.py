@@ -239,3 +239,36 @@ def test_the_deal_page_with_its_stage_card_costs_the_same_whatever_the_history(
     many = statements()
     assert few == many, (few, many)
     assert few <= 26, few
+
+
+def test_the_approvals_queue_costs_the_same_whatever_its_length(
+    client: Any, world: SimpleNamespace, session: Any, clock: Any, runtime: Any
+) -> None:
+    from salesmesh.workflows.approvals import decide_approval
+    from salesmesh.workflows.pipelines import move_deal
+
+    def ask(n: int) -> None:
+        for _i in range(n):
+            deal = world.deal(world.rep_a1, "needs_confirmed")
+            request = move_deal(
+                session, world.rep_a1, deal.id, "contract_negotiation", reason="r", clock=clock
+            )
+            if _i % 2:
+                decide_approval(
+                    session, world.lead_a, request.approval.id, approve=False, note="no", clock=clock
+                )
+        session.commit()
+
+    def statements() -> int:
+        client.get("/approvals")
+        with count_statements(runtime) as seen:
+            assert client.get("/approvals").status_code == 200
+        return len(seen)
+
+    _as(client, session, clock, world.lead_a)
+    ask(2)
+    few = statements()
+    ask(12)
+    many = statements()
+    assert few == many, (few, many)
+    assert few <= 12, few

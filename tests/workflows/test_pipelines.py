@@ -19,6 +19,7 @@ from salesmesh.platform.audit import AuditEvent, verify_chain
 from salesmesh.workflows import stage_signals
 from salesmesh.workflows.activities import log_activity
 from salesmesh.workflows.approvals import decide_approval
+from salesmesh.workflows.conversion import convert_lead
 from salesmesh.workflows.models import Activity, Deal
 from salesmesh.workflows.pipeline_specs import compile_pipeline
 from salesmesh.workflows.pipelines import (
@@ -354,6 +355,17 @@ def test_creating_a_deal_sends_the_signal_for_its_initial_stage(
     customer = make_customer(owner=md.rep_a1)
     deal = create_deal(session, md.rep_a1, customer_id=customer.id, pipeline_key="md-sales", clock=clock)
     assert deal.stage_key == "initial_contact"
+    assert signals() == [(deal.id, None, "initial_contact", md.rep_a1.id)]
+
+
+def test_converting_a_lead_sends_the_signal_for_the_new_deal(
+    session: Any, clock: Any, md: SimpleNamespace, make_lead: Any
+) -> None:
+    rep = md.rep_a1
+    lead = make_lead(
+        name="Wang", institution="Ruijin", status="qualified", owner_id=rep.id, team_id=rep.team_id
+    )
+    deal = convert_lead(session, md.rep_a1, lead.id, deal={"pipeline_key": "md-sales"}, clock=clock).deal
     assert signals() == [(deal.id, None, "initial_contact", md.rep_a1.id)]
 
 
