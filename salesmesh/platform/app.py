@@ -55,6 +55,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     from salesmesh.metamodel import views as definitions_views
     from salesmesh.platform import auth, auth_views, home_views, notification_views
     from salesmesh.workflows import (
+        action_views,
         intake_api,
         lead_api,
         list_views,
@@ -76,6 +77,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     app.register_blueprint(list_views.bp)
     app.register_blueprint(record_views.bp)
     app.register_blueprint(myday.bp)
+    app.register_blueprint(action_views.bp)
     app.register_blueprint(new_leads.bp)
     app.register_blueprint(routing_views.bp)
     app.register_blueprint(pipeline_views.bp)

@@ -45,6 +45,8 @@ TASK_MODULES = (
     "salesmesh.workflows.approvals",
     "salesmesh.workflows.pipelines",
     "salesmesh.workflows.objections",
+    # Action-pack steps: the stage-change receiver and the step timer kind.
+    "salesmesh.workflows.action_packs",
 )
 DEFAULT_TIMEOUT = 600
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")

@@ -64,11 +64,12 @@ def worker_command(
 def scheduler_command(rt: Runtime, once: bool, owner: str | None, verbose: bool) -> None:
     """Sweep due timers (inline, or dispatched to RQ workers when Redis is set) and start periodic jobs."""
     _configure_logging(verbose)
-    from salesmesh.platform.jobs import InProcessJobQueue
+    from salesmesh.platform.jobs import InProcessJobQueue, load_task_modules
     from salesmesh.platform.periodic import run_due_periodic
     from salesmesh.platform.sweeper import default_owner, run_scheduler_loop, scheduler_tick
     from salesmesh.platform.timers import check_timer_kinds
 
+    load_task_modules()  # every timer kind registered before judging the waiting timers' kinds
     try:
         with rt.db.session_scope() as session:
             unknown = check_timer_kinds(session)

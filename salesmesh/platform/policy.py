@@ -21,6 +21,7 @@ The rules, by role:
 - approval requests: admin/ops all; lead: their team's, those naming them as approver, their own; rep:
   the ones they asked for. Deciding: ops/admin any they see, a lead those addressed to a team lead.
 - definitions, definition versions: admin/ops only. pack installs, audit events: admin only.
+- failed action-pack steps: admin/ops list and retry them.
 - api tokens, user sessions: the owner, and admin.
 """
 
@@ -295,6 +296,8 @@ ACTIONS: dict[str, Check] = {
     "pack.import": _roles("admin"),
     "pack.export": _roles("admin"),
     "audit.view": _roles("admin"),
+    "action_step.list_failed": _roles("admin", "ops"),
+    "action_step.retry": _roles("admin", "ops"),
 }
 
 

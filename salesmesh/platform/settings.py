@@ -58,6 +58,9 @@ class Settings:
     webhook_secret: str | None = None
     # Where people open the app (https://crm.example.com); links in e-mails need it.
     base_url: str | None = None
+    # Action-pack webhooks: named signing secrets, and the hosts/networks they may call although private.
+    webhook_secrets: Mapping[str, str] = field(default_factory=dict)
+    webhook_allowlist: tuple[str, ...] = ()
     extra: Mapping[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -181,6 +184,12 @@ class Settings:
         raw = env.get(ENV_PREFIX + "NOTIFY_WEBHOOKS")
         if raw:
             values["notify_webhooks"] = _webhook_map(raw)
+        raw = env.get(ENV_PREFIX + "WEBHOOK_SECRETS")
+        if raw:
+            values["webhook_secrets"] = _named_secrets(raw)
+        raw = env.get(ENV_PREFIX + "WEBHOOK_ALLOWLIST")
+        if raw:
+            values["webhook_allowlist"] = tuple(item.strip() for item in raw.split(",") if item.strip())
         for var, attr in (
             ("DEMO", "demo_mode"),
             ("SECURE_COOKIES", "secure_cookies"),
@@ -204,3 +213,18 @@ def _webhook_map(raw: str) -> dict[str, str]:
             raise SettingsError(f"{ENV_PREFIX}NOTIFY_WEBHOOKS: expected kind=url pairs separated by commas")
         mapping[kind.strip()] = url.strip()
     return mapping
+
+
+def _named_secrets(raw: str) -> dict[str, str]:
+    """Parse `name=secret,name=secret` (each secret at least 16 characters)."""
+    secrets_by_name: dict[str, str] = {}
+    for item in raw.split(","):
+        name, sep, secret = item.strip().partition("=")
+        if not sep or not name.strip():
+            raise SettingsError(
+                f"{ENV_PREFIX}WEBHOOK_SECRETS: expected name=secret pairs separated by commas"
+            )
+        if len(secret.strip()) < 16:
+            raise SettingsError(f"{ENV_PREFIX}WEBHOOK_SECRETS: {name.strip()}: at least 16 characters")
+        secrets_by_name[name.strip()] = secret.strip()
+    return secrets_by_name

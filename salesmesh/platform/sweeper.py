@@ -6,7 +6,8 @@ rows; on SQLite the same statement runs inside `BEGIN IMMEDIATE`, which serialis
 that are pending and due, or running with an expired lease (their claimer crashed), are claimable.
 `execute_timers` locks the claimed rows, re-checks that this claim still holds the lease, and runs
 each handler in its own savepoint: handler, ledger rows and `status='done'` commit together, a
-failing handler only rolls back itself and is retried with exponential backoff until `max_attempts`.
+failing handler only rolls back itself and is retried with exponential backoff (based on the payload's
+`retry_backoff_seconds` when a timer carries its own) until `max_attempts`, or fails at once on `GiveUp`.
 The scheduler either executes claims inline (`sweep_once`, no Redis) or dispatches them to RQ
 workers as one `platform.run_timers` job per chunk of ids (`dispatch_once`) — never a job per timer.
 """
@@ -35,6 +36,7 @@ from salesmesh.platform.timers import (
     FAILED,
     PENDING,
     RUNNING,
+    GiveUp,
     Timer,
     TimerContext,
     UnknownTimerKind,
@@ -166,11 +168,13 @@ def _fail(timer: Timer, error: str) -> None:
 
 def _retry_or_fail(timer: Timer, exc: Exception, now: datetime) -> bool:
     error = f"attempt {timer.attempts}: {type(exc).__name__}: {exc}"
-    if timer.attempts >= timer.max_attempts:
+    if timer.attempts >= timer.max_attempts or isinstance(exc, GiveUp):
         _fail(timer, error)
         return False
+    own = (timer.payload or {}).get("retry_backoff_seconds")
+    base = timedelta(seconds=own) if isinstance(own, int) and not isinstance(own, bool) and own > 0 else None
     try:
-        delay = get_timer_kind(timer.kind).retry_delay(timer.attempts)
+        delay = get_timer_kind(timer.kind).retry_delay(timer.attempts, base)
     except UnknownTimerKind:
         delay = DEFAULT_BACKOFF * 2 ** (timer.attempts - 1)
     _release(timer, PENDING)

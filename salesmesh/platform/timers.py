@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -130,9 +131,13 @@ class TimerKind:
     max_attempts: int
     backoff: timedelta
 
-    def retry_delay(self, attempts: int) -> timedelta:
-        """Return the exponential backoff after the `attempts`-th failed attempt (capped at 6 hours)."""
-        return min(self.backoff * 2 ** max(attempts - 1, 0), timedelta(hours=6))
+    def retry_delay(self, attempts: int, base: timedelta | None = None) -> timedelta:
+        """Return the exponential backoff after the `attempts`-th failed attempt (capped at 6 hours).
+
+        `base` overrides the kind's backoff for one timer (its payload's `retry_backoff_seconds`).
+        """
+        first = base if base is not None else self.backoff
+        return min(first * 2 ** max(attempts - 1, 0), max(timedelta(hours=6), first))
 
 
 _KINDS: dict[str, TimerKind] = {}
@@ -140,6 +145,10 @@ _KINDS: dict[str, TimerKind] = {}
 
 class UnknownTimerKind(LookupError):
     """A timer names a kind no handler is registered for."""
+
+
+class GiveUp(Exception):
+    """Raised by a handler when retrying cannot help (bad configuration, missing data): fail at once."""
 
 
 def timer_kind(
@@ -253,22 +262,22 @@ def record_effect(
     now: datetime,
 ) -> bool:
     """Insert a ledger row in the caller's transaction; False when the key already exists."""
-    if session.scalar(select(Effect.id).where(Effect.idempotency_key == idempotency_key)) is not None:
-        return False
-    effect = Effect(
-        idempotency_key=idempotency_key,
-        timer_id=timer_id,
-        kind=kind,
-        payload=_json_object(payload, "effect payload"),
-        created_at=now,
-    )
-    try:
-        # A concurrent writer of the same key loses here, without failing the whole transaction.
-        with session.begin_nested():
-            session.add(effect)
-    except IntegrityError:
-        return False
-    return True
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    # One statement: a key already there (or being written by a concurrent transaction, which this
+    # one then waits for) inserts nothing and returns no row, without failing the transaction.
+    inserted = session.execute(
+        dialect.insert(Effect)
+        .values(
+            idempotency_key=idempotency_key,
+            timer_id=timer_id,
+            kind=kind,
+            payload=_json_object(payload, "effect payload"),
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(Effect.id)
+    ).first()
+    return inserted is not None
 
 
 def _json_object(value: dict[str, Any] | None, what: str) -> dict[str, Any]:
