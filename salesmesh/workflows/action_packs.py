@@ -58,8 +58,7 @@ STEP_KIND = "action_packs.step"
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_BACKOFF = timedelta(minutes=5)
 CACHE_SIZE = 256
-# A one-microsecond probe turns "add working time" into "the next working moment" (see next_working).
-_TICK = timedelta(microseconds=1)
+MAX_WALK_DAYS = 800  # how far next_working looks for working time (two years and then some)
 
 
 class PackUnusable(ValueError):
@@ -244,8 +243,19 @@ def next_working(calendar: WorkingCalendar, at: datetime) -> datetime:
     """Return `at` when it is working time on `calendar`, else the start of the next working period."""
     if calendar.is_working(at):
         return at
-    # The moment one tick of working time after `at` has passed, minus that tick, is where work resumes.
-    return calendar.add_working_time(at, _TICK) - _TICK
+    day = at.astimezone(calendar.tz).date()
+    for _ in range(MAX_WALK_DAYS):
+        midnight = datetime.combine(day, time(0), tzinfo=calendar.tz)
+        for first, last in calendar.hours_on(day):
+            # Wall-clock minutes to UTC one by one, so days with an offset change stay right.
+            begin = (midnight + timedelta(minutes=first)).astimezone(UTC)
+            end = (midnight + timedelta(minutes=last)).astimezone(UTC)
+            if begin < end and end > at:
+                return max(begin, at)
+        day += timedelta(days=1)
+    raise CalendarError(
+        f"calendar {calendar.key!r} has no working time in the {MAX_WALK_DAYS} days after {at}"
+    )
 
 
 # --- when each step is due ------------------------------------------------------------------------
@@ -288,7 +298,10 @@ def step_due(
         return None
     due = base + step.offset
     if step.calendar_aware and calendar is not None:
-        due = next_working(calendar, due)
+        try:
+            due = next_working(calendar, due)
+        except CalendarError:
+            log.exception("step %r keeps its raw due time", step.key)
     return due
 
 
