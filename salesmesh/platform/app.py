@@ -56,6 +56,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     from salesmesh.platform import auth, auth_views, home_views, notification_views
     from salesmesh.workflows import (
         action_views,
+        import_views,
         intake_api,
         lead_api,
         list_views,
@@ -82,6 +83,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     app.register_blueprint(routing_views.bp)
     app.register_blueprint(pipeline_views.bp)
     app.register_blueprint(notification_views.bp)
+    csrf.exempt(import_views.upload)  # raises the body limit for the file first, then checks CSRF itself
+    app.register_blueprint(import_views.bp)
     csrf.exempt(intake_api.bp)
     app.register_blueprint(intake_api.bp)
     csrf.exempt(public_form.submit)  # signed single-use form tokens instead (third-party iframes)

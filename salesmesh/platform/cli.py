@@ -96,6 +96,7 @@ def _register() -> None:
     from salesmesh.platform.demo import demo_group
     from salesmesh.platform.jobs_cli import scheduler_command, worker_command
     from salesmesh.platform.server_cli import db_group, run_command
+    from salesmesh.workflows.import_cli import leads_group
     from salesmesh.workflows.intake_cli import channel_group
     from salesmesh.workflows.public_form_cli import public_form_group
 
@@ -110,6 +111,7 @@ def _register() -> None:
         scheduler_command,
         demo_group,
         channel_group,
+        leads_group,
         public_form_group,
     ):
         cli.add_command(command)

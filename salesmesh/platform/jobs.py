@@ -39,6 +39,7 @@ log = logging.getLogger("salesmesh.jobs")
 TASK_MODULES = (
     "salesmesh.platform.sweeper",
     "salesmesh.platform.periodic",
+    "salesmesh.workflows.import_steps",
     "salesmesh.platform.notifications",
     "salesmesh.workflows.sla_sweep",
     # The approval deadline timer and the settlers it needs (moves, custom objection responses).

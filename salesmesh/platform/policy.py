@@ -20,6 +20,7 @@ The rules, by role:
 - teams: every active user sees the list of teams (names appear in routing, pools and boards).
 - approval requests: admin/ops all; lead: their team's, those naming them as approver, their own; rep:
   the ones they asked for. Deciding: ops/admin any they see, a lead those addressed to a team lead.
+- lead import runs: admin/ops only (importing too).
 - definitions, definition versions: admin/ops only. pack installs, audit events: admin only.
 - failed action-pack steps: admin/ops list and retry them.
 - api tokens, user sessions: the owner, and admin.
@@ -144,6 +145,7 @@ SCOPES: dict[str, Mapping[str, Rule]] = {
     "api_tokens": {"admin": _all, "ops": _owned, "lead": _owned, "rep": _owned},
     "user_sessions": {"admin": _all, "ops": _owned, "lead": _owned, "rep": _owned},
     "saved_views": {role: _own_or_team_shared for role in ("admin", "ops", "lead", "rep")},
+    "import_runs": {"admin": _all, "ops": _all},
     "approval_requests": {"admin": _all, "ops": _all, "lead": _approvals_for_lead, "rep": _own_requests},
 }
 
@@ -265,6 +267,7 @@ ACTIONS: dict[str, Check] = {
     "lead.edit": _visible,
     "lead.list": _roles("admin", "ops", "lead", "rep"),
     "lead.convert": _visible,
+    "lead.import": _roles("admin", "ops"),
     # Record actions: `obj` is the row acted on, or for creation the parent/subject row (the customer a
     # contact or deal is added to, the lead/customer/deal an activity or task is about).
     "record.assign": _roles_or_self("admin", "ops", "lead"),  # obj: the User to become the owner
