@@ -56,6 +56,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     from salesmesh.platform import auth, auth_views, home_views, notification_views
     from salesmesh.workflows import (
         action_views,
+        board_views,
         import_views,
         intake_api,
         lead_api,
@@ -78,6 +79,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     app.register_blueprint(list_views.bp)
     app.register_blueprint(record_views.bp)
     app.register_blueprint(myday.bp)
+    app.register_blueprint(board_views.bp)
     app.register_blueprint(action_views.bp)
     app.register_blueprint(new_leads.bp)
     app.register_blueprint(routing_views.bp)

@@ -29,6 +29,7 @@ from salesmesh.platform.clock import Clock
 from salesmesh.platform.models import Team, User
 from salesmesh.platform.runtime import Runtime
 from salesmesh.workflows.conversion import convert_lead
+from salesmesh.workflows.lights import refresh_light
 from salesmesh.workflows.models import Activity, Lead, Task
 from salesmesh.workflows.public_form_models import PublicForm
 from salesmesh.workflows.public_forms import enable_public_form
@@ -433,6 +434,7 @@ def _seed_history(session: Session, clock: Clock, rng: random.Random, leads: lis
         )
         deal = result.deal
         deal.next_step, deal.next_step_due_at = rng.choice(NEXT_STEPS), due(-6, 6)
+        refresh_light(session, deal, now=now)
     session.flush()
 
     # Two to-dos for each rep, on their most recent leads with a plan: some overdue, some due today.

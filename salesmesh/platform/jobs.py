@@ -48,6 +48,8 @@ TASK_MODULES = (
     "salesmesh.workflows.objections",
     # Action-pack steps: the stage-change receiver and the step timer kind.
     "salesmesh.workflows.action_packs",
+    # Deal lights: the stage-change receiver and the sweep of lights that time changes.
+    "salesmesh.workflows.lights",
 )
 DEFAULT_TIMEOUT = 600
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")

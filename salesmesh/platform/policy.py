@@ -23,6 +23,8 @@ The rules, by role:
 - lead import runs: admin/ops only (importing too).
 - definitions, definition versions: admin/ops only. pack installs, audit events: admin only.
 - failed action-pack steps: admin/ops list and retry them.
+- the team board: a lead sees the teams they lead, ops/admin any team or all; reps have none (their own
+  deals and lights are in "My day" and the deal list).
 - api tokens, user sessions: the owner, and admin.
 """
 
@@ -285,6 +287,9 @@ ACTIONS: dict[str, Check] = {
     "deal.list": _roles("admin", "ops", "lead", "rep"),
     "deal.move": _visible,
     "deal.key_node": _visible,
+    # The team board (salesmesh.workflows.board): leads see the teams they lead, ops/admin any or all.
+    "board.view": _roles("admin", "ops", "lead"),
+    "board.all_teams": _roles("admin", "ops"),
     "approval.list": _roles("admin", "ops", "lead", "rep"),
     "approval.decide": _decides_approval,
     "activity.log": _visible,

@@ -21,6 +21,7 @@ from salesmesh.platform.clock import Clock
 from salesmesh.platform.i18n import N_
 from salesmesh.platform.models import User
 from salesmesh.workflows import record_values as rv
+from salesmesh.workflows.lights import refresh_deal_light
 from salesmesh.workflows.models import (
     ACTIVITY_KINDS,
     CONTACT_KINDS,
@@ -181,6 +182,7 @@ def log_activity(
         subject_id=subject.row.id,
         **effects,
     )
+    refresh_deal_light(session, subject.deal_id, now=now)  # an interaction or next step moves the light
     return activity
 
 
@@ -241,6 +243,7 @@ def create_task(
         subject_type=subject.type,
         subject_id=subject.row.id,
     )
+    refresh_deal_light(session, task.deal_id, now=task.created_at)  # a task is part of the deal's plan
     return task
 
 
@@ -256,4 +259,5 @@ def complete_task(session: Session, actor: User | None, task_id: int, *, clock: 
     task.done_at = clock.now()
     session.flush()
     rv.audit(session, clock, actor, "task.complete", task)
+    refresh_deal_light(session, task.deal_id, now=task.done_at)
     return task

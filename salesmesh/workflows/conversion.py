@@ -22,6 +22,7 @@ from salesmesh.platform.i18n import N_
 from salesmesh.platform.models import User
 from salesmesh.workflows import record_values as rv
 from salesmesh.workflows import records
+from salesmesh.workflows.lights import refresh_light
 from salesmesh.workflows.models import Activity, Contact, Customer, Deal, Lead, Task
 from salesmesh.workflows.record_values import Errors
 
@@ -141,6 +142,7 @@ def convert_lead(
         session, actor, account, deal_values, owner, primary_contact=person, clock=clock
     )
     _carry_history(session, lead, account, opened)
+    refresh_light(session, opened, now=clock.now())  # the lead's recency, next step and tasks came along
 
     lead.status = "converted"
     lead.converted_at = clock.now()

@@ -190,6 +190,9 @@ class Deal(Base):
         Index("ix_deals_owner_status", "owner_id", "status"),
         Index("ix_deals_team_status", "team_id", "status"),
         Index("ix_deals_pipeline_stage", "pipeline_key", "stage_key", "status"),
+        # Lights (salesmesh.workflows.lights): the sweep's due order, and the board's risk order per team.
+        Index("ix_deals_light_changes_at", "light_changes_at"),
+        Index("ix_deals_team_risk", "team_id", "status", "light", "overdue_since"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -203,6 +206,10 @@ class Deal(Base):
     status: Mapped[str] = mapped_column(String(8), default="open")
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     light: Mapped[str | None] = mapped_column(String(8))
+    # Kept with the light: when the deal became due (its lateness counts from there) and when the light
+    # would change next if nothing happened (None: red or closed). Written only by workflows.lights.
+    overdue_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    light_changes_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"))
     amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))

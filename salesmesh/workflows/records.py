@@ -30,6 +30,7 @@ from salesmesh.platform.clock import Clock
 from salesmesh.platform.i18n import N_
 from salesmesh.platform.models import User
 from salesmesh.workflows import record_values as rv
+from salesmesh.workflows.lights import refresh_light
 from salesmesh.workflows.models import Contact, Customer, Deal
 from salesmesh.workflows.pipelines import enter_initial_stage
 from salesmesh.workflows.record_values import UNSET, DuplicateCustomer, Errors, RecordError
@@ -561,4 +562,6 @@ def update_deal(
         deal.updated_at = clock.now()
         session.flush()
         rv.audit(session, clock, actor, "deal.update", deal, changes=changes)
+        if "next_step_due_at" in changes:
+            refresh_light(session, deal, now=deal.updated_at)  # the next step is part of the light's plan
     return deal
