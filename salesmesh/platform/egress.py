@@ -5,21 +5,27 @@ address that is private, loopback, link-local, multicast, reserved or unspecifie
 included) unless the host name or one of its addresses is on the allow-list (`SALESMESH_WEBHOOK_ALLOWLIST`:
 host names and CIDR networks). `send(...)` checks again at send time and connects to the very address it
 checked (the Host header and TLS name stay the URL's host), so a DNS answer that changes between check
-and connect (rebinding) cannot redirect the request; redirects are never followed. Named signing secrets
-(`SALESMESH_WEBHOOK_SECRETS`) are looked up with `secret_for`; bodies are signed by
-`salesmesh.platform.outbox.sign_webhook`.
+and connect (rebinding) cannot redirect the request; redirects are never followed. The outbox sends
+webhook messages marked `guarded` (action-pack webhooks, whose URLs ops people write) through
+`send_guarded_webhook`: signed like every outbox webhook, with the named secret the step chose
+(`SALESMESH_WEBHOOK_SECRETS`, else `SALESMESH_WEBHOOK_SECRET`) and its method (POST or PUT).
 """
 
 from __future__ import annotations
 
 import http.client
 import ipaddress
+import json
 import socket
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from salesmesh.platform.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -143,11 +149,12 @@ def send(
     headers: Mapping[str, str],
     timeout: float,
     allowlist: Allowlist,
+    resolve: Any = socket.getaddrinfo,
 ) -> int:
     """Send one request to a checked address (no redirects); return the HTTP status."""
     if method not in ("POST", "PUT"):
         raise EgressRefused(f"method {method!r}: only POST and PUT are sent")
-    target = check_target(url, allowlist)
+    target = check_target(url, allowlist, resolve=resolve)
     conn: http.client.HTTPConnection = (
         _PinnedHTTPS(target, timeout) if target.scheme == "https" else _PinnedHTTP(target, timeout)
     )
@@ -165,3 +172,42 @@ def secret_for(secrets: Mapping[str, str], default: str | None, name: str | None
     if name:
         return secrets.get(name)
     return default
+
+
+def send_guarded_webhook(
+    settings: Settings, recipient: str, payload: Mapping[str, Any], key: str, now: datetime
+) -> None:
+    """Send one outbox webhook through the SSRF checks; raise the outbox's DeliveryError on failure."""
+    from salesmesh.platform.outbox import USER_AGENT, DeliveryError, sign_webhook
+
+    name = payload.get("secret_name")
+    secret = secret_for(settings.webhook_secrets, settings.webhook_secret, name)
+    if not secret:
+        which = f"secret {name!r} in SALESMESH_WEBHOOK_SECRETS" if name else "SALESMESH_WEBHOOK_SECRET"
+        raise DeliveryError(f"webhook {recipient}: the signing {which} is not configured")
+    body = json.dumps(payload.get("body", {}), ensure_ascii=False, separators=(",", ":")).encode()
+    timestamp = int(now.timestamp())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "Idempotency-Key": key,
+        "X-Salesmesh-Event": str(payload.get("event", "")),
+        "X-Salesmesh-Timestamp": str(timestamp),
+        "X-Salesmesh-Signature": sign_webhook(secret, timestamp, body),
+    }
+    try:
+        allowlist = Allowlist.parse(settings.webhook_allowlist)
+        status = send(
+            recipient,
+            method=str(payload.get("method") or "POST"),
+            body=body,
+            headers=headers,
+            timeout=settings.smtp_timeout_seconds,
+            allowlist=allowlist,
+        )
+    except (EgressRefused, ValueError) as exc:
+        raise DeliveryError(f"webhook refused: {exc}") from exc
+    except (OSError, http.client.HTTPException) as exc:
+        raise DeliveryError(f"webhook {recipient}: {exc}") from exc
+    if not 200 <= status < 300:
+        raise DeliveryError(f"webhook {recipient}: HTTP {status}")

@@ -34,6 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from salesmesh.platform.db import Base, JSONType, UTCDateTime
+from salesmesh.platform.egress import send_guarded_webhook
 
 if TYPE_CHECKING:
     from salesmesh.platform.runtime import Runtime
@@ -176,6 +177,8 @@ def send_webhook(
     settings: Settings, recipient: str, payload: Mapping[str, Any], key: str, now: datetime
 ) -> None:
     """POST one signed JSON body to a webhook URL; a non-2xx answer raises DeliveryError."""
+    if payload.get("guarded"):  # a URL ops wrote (action packs): SSRF-checked, pinned, named secret
+        return send_guarded_webhook(settings, recipient, payload, key, now)
     if not settings.webhook_secret:
         raise DeliveryError("no webhook secret is configured (SALESMESH_WEBHOOK_SECRET)")
     body = json.dumps(payload.get("body", {}), ensure_ascii=False, separators=(",", ":")).encode()

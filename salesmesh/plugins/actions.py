@@ -293,7 +293,7 @@ def run_webhook(ctx: ActionContext, params: Mapping[str, Any]) -> None:
     settings = ctx.runtime.settings
     try:
         check_target(params["url"], Allowlist.parse(settings.webhook_allowlist))
-    except EgressRefused as exc:
+    except (EgressRefused, ValueError) as exc:  # ValueError: a bad SALESMESH_WEBHOOK_ALLOWLIST entry
         raise ActionImpossible(f"webhook refused: {exc}") from None
     name = params.get("secret_name")
     if (settings.webhook_secrets.get(name) if name else settings.webhook_secret) is None:

@@ -5,6 +5,7 @@ sweeper runs them."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -182,3 +183,34 @@ def count(session: Session, model: Any, *where: Any) -> int:
 def publish_pack(session: Session, clock: Clock, document: dict[str, Any]) -> DefinitionVersion:
     """Publish an action pack (or any definition) as the system."""
     return publish(session, clock, document)
+
+
+def attach_pack(session: Session, clock: Clock, pack: dict[str, Any], stage: str) -> None:
+    """Publish `pack` and a new md-sales version whose `stage` runs it; re-pin every deal to that version."""
+    publish_pack(session, clock, pack)
+    pipeline = copy.deepcopy(get_published(session, "pipeline", "md-sales").document)
+    for item in pipeline["stages"]:
+        if item["key"] == stage:
+            item["action_packs"] = [pack["key"]]
+    version = publish_pack(session, clock, pipeline)
+    for deal in session.scalars(select(Deal)):
+        deal.pipeline_version_id = version.id
+
+
+def one_step_pack(key: str, action: dict[str, Any], **step: Any) -> dict[str, Any]:
+    """Return an action pack with one step due an hour after stage entry."""
+    return {
+        "kind": "action_pack",
+        "key": key,
+        "schema_version": 1,
+        "label": {"en": key, "zh": key},
+        "steps": [
+            {
+                "key": "only",
+                "label": {"en": "Only step", "zh": "唯一步骤"},
+                "offset": {"after_hours": 1, "relative_to": "stage_entry"},
+                "action": action,
+                **step,
+            }
+        ],
+    }

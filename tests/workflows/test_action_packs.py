@@ -18,18 +18,18 @@ from salesmesh.platform.clock import FrozenClock
 from salesmesh.platform.notifications import Notification
 from salesmesh.platform.runtime import Runtime
 from salesmesh.platform.settings import Settings
-from salesmesh.platform.timers import Timer
+from salesmesh.platform.timers import GiveUp, Timer, TimerContext, schedule_timer, timer_kind
 from salesmesh.workflows.action_packs import PackUnusable, compile_pack, dedupe_key, pack_for_version
 from salesmesh.workflows.models import Activity, Deal, Task
 from salesmesh.workflows.stage_signals import StageChange, send_stage_change
 from tests.workflows.action_support import (
     BEIJING,
+    attach_pack,
     beijing,
     count,
     effects,
     enter,
     md_world,
-    publish_pack,
     steps,
     sweep_all,
 )
@@ -282,16 +282,8 @@ def test_resume_schedules_only_the_steps_that_have_not_run(
 
 
 def _add_pack_to_stage(runtime: Runtime, clock: FrozenClock, pack: dict[str, Any], stage: str) -> None:
-    """Publish `pack` and a new md-sales version whose `stage` lists it; re-pin the test deals to it."""
     with runtime.db.session_scope() as s:
-        publish_pack(s, clock, pack)
-        pipeline = copy.deepcopy(get_published(s, "pipeline", "md-sales").document)
-        for item in pipeline["stages"]:
-            if item["key"] == stage:
-                item["action_packs"] = [pack["key"]]
-        version = publish_pack(s, clock, pipeline)
-        for deal in s.scalars(select(Deal)):
-            deal.pipeline_version_id = version.id
+        attach_pack(s, clock, pack, stage)
 
 
 def test_on_exit_keep_lets_steps_fire_after_the_deal_moved_on(
@@ -446,3 +438,49 @@ def test_a_task_for_the_team_lead_fails_when_the_team_has_none(
     assert timer.status == "failed" and "no active team lead" in timer.last_error
     with runtime.db.session_scope() as s:
         assert count(s, Task) == 0
+
+
+@timer_kind("tests.action_packs_flaky")
+def _always_down(ctx: TimerContext) -> None:
+    raise ConnectionError("the mail relay is down")
+
+
+@timer_kind("tests.action_packs_hopeless")
+def _hopeless(ctx: TimerContext) -> None:
+    raise GiveUp("the contact has no e-mail address")
+
+
+def test_a_step_retries_with_its_own_backoff_then_fails(runtime: Runtime, clock: FrozenClock) -> None:
+    with runtime.db.session_scope() as s:
+        timer_id = schedule_timer(
+            s,
+            kind="tests.action_packs_flaky",
+            due_at=clock.now(),
+            payload={"retry_backoff_seconds": 600},
+            max_attempts=3,
+            now=clock.now(),
+        ).id
+    waits = []
+    for _ in range(3):
+        sweep_all(runtime)
+        with runtime.db.session_scope() as s:
+            timer = s.get(Timer, timer_id)
+            waits.append((timer.status, timer.due_at - clock.now()))
+            clock.set(timer.due_at)
+    assert waits == [
+        ("pending", timedelta(minutes=10)),
+        ("pending", timedelta(minutes=20)),
+        ("failed", timedelta(0)),
+    ]
+    assert "ConnectionError: the mail relay is down" in timer.last_error
+
+
+def test_give_up_fails_a_timer_at_its_first_attempt(runtime: Runtime, clock: FrozenClock) -> None:
+    with runtime.db.session_scope() as s:
+        timer_id = schedule_timer(
+            s, kind="tests.action_packs_hopeless", due_at=clock.now(), max_attempts=5
+        ).id
+    sweep_all(runtime)
+    with runtime.db.session_scope() as s:
+        timer = s.get(Timer, timer_id)
+        assert (timer.status, timer.attempts) == ("failed", 1) and "no e-mail address" in timer.last_error
