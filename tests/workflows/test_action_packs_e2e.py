@@ -1,6 +1,8 @@
 """The medical-device pack end to end: a deal entering "solution demo" gets the case-study reminder at
 48 h (not a minute before) and, on the working calendar, the satisfaction survey at 72 h — an e-mail with
-a tracked link delivered to a local SMTP receiver, whose link opens the survey and records the answers."""
+a tracked link delivered to a local SMTP receiver, whose link opens the survey and records the answers.
+The deal gets there the way a rep moves it: key nodes ticked on a logged visit, then `move_deal` in the
+locked pipeline, whose stage-change signal schedules the pack."""
 
 from __future__ import annotations
 
@@ -13,13 +15,16 @@ import pytest
 from sqlalchemy import select
 
 from salesmesh.platform.clock import FrozenClock
+from salesmesh.platform.models import User
 from salesmesh.platform.notifications import Notification
 from salesmesh.platform.outbox import OutboxMessage
 from salesmesh.platform.runtime import Runtime
 from salesmesh.platform.settings import Settings
 from salesmesh.workflows.action_models import SurveyInvitation
+from salesmesh.workflows.activities import log_activity
 from salesmesh.workflows.models import Activity, Deal, Task
-from tests.workflows.action_support import beijing, count, enter, md_world, steps, sweep_all
+from salesmesh.workflows.pipelines import complete_key_node, move_deal
+from tests.workflows.action_support import beijing, count, md_world, steps, sweep_all
 from tests.workflows.smtp_receiver import Inbox, smtp_receiver
 
 # Wednesday 4 March 2026, 15:00 in Beijing: +72 h is Saturday afternoon.
@@ -56,8 +61,26 @@ def test_solution_demo_reminder_at_48_hours_and_survey_on_the_next_working_morni
     with runtime.db.session_scope() as s:
         world = md_world(s, clock)
         deal_id, rep_id = world.deal.id, world.rep.id
+        world.deal.data = {**world.deal.data, "estimated_amount": 1200000, "decision_maker": "Dr. Zhang"}
+    # The rep meets the department, ticks the stage's key nodes and moves the deal on (locked pipeline).
+    clock.set(ENTERED - timedelta(hours=1))
     with runtime.db.session_scope() as s:
-        enter(s, s.get(Deal, deal_id), "solution_demo", ENTERED)
+        rep = s.get(User, rep_id)
+        log_activity(s, rep, kind="visit", clock=clock, deal_id=deal_id, summary="Needs assessment")
+        for node in ("needs_assessment", "decision_chain"):
+            complete_key_node(s, rep, deal_id, node, clock=clock)
+    clock.set(ENTERED)
+    with runtime.db.session_scope() as s:
+        moved = move_deal(
+            s, s.get(User, rep_id), deal_id, "solution_demo", clock=clock, from_stage="needs_confirmed"
+        )
+        assert moved.moved and s.get(Deal, deal_id).stage_entered_at == ENTERED
+    with runtime.db.session_scope() as s:
+        assert {t.payload["step"] for t in steps(s, deal_id).values()} == {
+            "parameter_sheet",
+            "send_case_studies",
+            "satisfaction_survey",
+        }
 
     _tick(runtime, clock, ENTERED + timedelta(hours=47, minutes=59))
     with runtime.db.session_scope() as s:
