@@ -50,6 +50,7 @@ from salesmesh.workflows.models import (
     Deal,
     Lead,
 )
+from salesmesh.workflows.pipeline_panel import deal_panel
 from salesmesh.workflows.record_ui import (
     OUTCOME_NAMES,
     QUICK_KINDS,
@@ -61,7 +62,6 @@ from salesmesh.workflows.record_ui import (
     service_errors,
     work_timezone,
 )
-from salesmesh.workflows.pipeline_panel import deal_panel
 from salesmesh.workflows.record_values import RecordError
 from salesmesh.workflows.records import find_duplicate_customer
 from salesmesh.workflows.routing_decide import OUTCOME_NAMES as ROUTING_OUTCOME_NAMES
