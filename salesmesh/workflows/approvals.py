@@ -67,7 +67,7 @@ DECIDED = notification_kind(
 ESCALATED = notification_kind(
     "approval.escalated",
     title=N_("Escalated: %(kind)s for %(deal)s is past its deadline"),
-    body=N_("%(approver)s did not decide by %(deadline)s."),
+    body=N_("%(approver)s did not decide in time; sales operations can decide now."),
     path="/approvals#approval-{subject_id}",
 )
 
@@ -393,6 +393,5 @@ def _escalate(session: Session, request: ApprovalRequest, clock: Clock) -> None:
             "approver": request.approver.name
             if request.approver is not None
             else {"msg": "Sales operations"},
-            "deadline": {"at": request.deadline_at.isoformat()},
         },
     )

@@ -16,7 +16,7 @@ from werkzeug.exceptions import Forbidden, NotFound
 
 from salesmesh.platform.audit import AuditEvent
 from salesmesh.platform.jobs import load_task_modules
-from salesmesh.platform.notifications import Notification
+from salesmesh.platform.notifications import Notification, render
 from salesmesh.platform.sweeper import sweep_once
 from salesmesh.platform.timers import Timer
 from salesmesh.workflows.approval_models import ApprovalRequest
@@ -125,6 +125,11 @@ def test_the_deadline_counts_working_hours_and_escalates_after_it(
     # Monday 17:00 Beijing + 24 working hours (09:00-18:00 on weekdays) = Thursday 14:00 Beijing.
     assert clock.now() == datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
     assert request.deadline_at == datetime(2026, 1, 8, 6, 0, tzinfo=UTC)
+    asked = session.scalars(select(Notification).where(Notification.kind == "approval.requested")).one()
+    assert (asked.user_id, render(asked, "en").path) == (md.lead_a.id, f"/approvals#approval-{request.id}")
+    assert render(asked, "en").title == f"Approval requested: Skip stages for {deal.name}"
+    assert render(asked, "en").body == "rep_a1 asks for your decision by 2026-01-08 14:00."  # Beijing time
+    assert render(asked, "zh").title == f"待审批：{deal.name} 的跳过阶段"
     timer = session.scalars(select(Timer).where(Timer.kind == "approvals.deadline")).one()
     assert (timer.due_at, timer.subject_id) == (request.deadline_at, request.id)
     session.commit()
@@ -138,6 +143,9 @@ def test_the_deadline_counts_working_hours_and_escalates_after_it(
     request = fresh(session, request)
     assert (request.status, request.escalated_at) == ("escalated", request.deadline_at)
     assert _notified(session, "approval.escalated") == [md.ops.id]
+    told = session.scalars(select(Notification).where(Notification.kind == "approval.escalated")).one()
+    assert render(told, "zh").title == f"已升级：{deal.name} 的跳过阶段已超过审批时限"
+    assert render(told, "en").body == "lead_a did not decide in time; sales operations can decide now."
     event = session.scalars(select(AuditEvent).where(AuditEvent.action == "approval.escalate")).one()
     assert event.payload["notified"] == [md.ops.id]
     assert session.get(Deal, deal.id).stage_key == "needs_confirmed"
