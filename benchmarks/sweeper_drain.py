@@ -19,6 +19,7 @@ import json
 import secrets
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -254,7 +255,8 @@ def _baseline(rt: Runtime, now: datetime) -> int:
             fired += len(steps)
 
 
-def prepare(size: str) -> Case:
+def build(size: str) -> tuple[Case, Callable[[], dict[str, int]]]:
+    """Return the case and a function telling what a run left behind (steps done, rows written)."""
     due = DUE[size]
     work = Path(tempfile.mkdtemp(prefix="bench-sweeper-"))
     clock = FrozenClock(NOW)
@@ -290,7 +292,7 @@ def prepare(size: str) -> Case:
         return _baseline(rt, clock.now())
 
     def outcome() -> dict[str, int]:
-        """What a run left behind: steps done, ledger rows, notifications, reminders (for the smoke test)."""
+        """What a run left behind: steps done, ledger rows, notifications, reminders."""
         with rt.db.session_scope() as s:
             return {
                 "done": s.scalar(select(func.count()).select_from(Timer).where(Timer.status == "done")) or 0,
@@ -303,14 +305,19 @@ def prepare(size: str) -> Case:
         rt.close()
         shutil.rmtree(work, ignore_errors=True)
 
-    return Case(
+    case = Case(
         subject=subject,
         baseline=baseline,
         units=due,
         before=reset,
         cleanup=cleanup,
-        notes={"due": due, "pending": due * PENDING_FACTOR, "batch": BATCH, "outcome": outcome},
+        notes={"due": due, "pending": due * PENDING_FACTOR, "batch": BATCH},
     )
+    return case, outcome
+
+
+def prepare(size: str) -> Case:
+    return build(size)[0]
 
 
 register(

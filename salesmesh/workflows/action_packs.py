@@ -31,7 +31,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from salesmesh.metamodel.conditions import Condition, ConditionError, compile_condition
 from salesmesh.metamodel.models import DefinitionVersion
@@ -515,7 +515,8 @@ def _skip(ctx: TimerContext, deal_id: int | None, reason: str, **details: Any) -
 def fire_step(ctx: TimerContext) -> None:
     """Run one due step: re-check the deal, its stage and the step's condition, then the action."""
     payload = ctx.timer.payload
-    deal = ctx.session.get(Deal, payload["deal"])
+    # The owner comes with the deal: nearly every action reads it (recipient, language, templates).
+    deal = ctx.session.get(Deal, payload["deal"], options=[joinedload(Deal.owner)])
     if deal is None:
         _skip(ctx, None, "deal_gone")
         return

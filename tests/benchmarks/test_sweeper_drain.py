@@ -6,9 +6,8 @@ from benchmarks import sweeper_drain
 
 
 def test_sweeper_and_bare_sql_fire_the_same_steps() -> None:
-    case = sweeper_drain.prepare("S")
+    case, outcome = sweeper_drain.build("S")
     try:
-        outcome = case.notes["outcome"]
         expected = {"done": 1000, "effects": 1000, "notifications": 1000, "reminders": 1000}
         case.before()
         assert case.subject() == 1000 and outcome() == expected
