@@ -90,6 +90,14 @@ AUDIT_NAMES = {
     "deal.key_node": N_("Key node done"),
     "task.create": N_("Task created"),
     "task.complete": N_("Task completed"),
+    "action_pack.schedule": N_("Action-pack steps scheduled"),
+    "action_pack.unusable": N_("An action pack could not run"),
+    "action_step.skip": N_("Action-pack step skipped"),
+    "action_step.retry": N_("Failed action-pack step run again"),
+    "actions.email": N_("E-mail sent by an action pack"),
+    "actions.survey_link": N_("Survey link sent"),
+    "actions.escalate": N_("Escalated by an action pack"),
+    "survey.answer": N_("Survey answered"),
 }
 CONTACT_ROLE_NAMES = {
     "clinician": N_("Clinician"),

@@ -117,6 +117,9 @@ def test_a_deal_page_of_steps_shows_what_is_coming_and_what_ran(
     assert 'data-step="send_case_studies"' in upcoming and 'data-step="satisfaction_survey"' in upcoming
     assert 'data-step="parameter_sheet"' in past and 'data-state="done"' in past
     assert "2026-03-09 09:00" in upcoming  # the survey's due time, in the calendar's zone
+    deal_page = client.get(f"/deals/{world['deal']}").get_data(as_text=True)
+    assert f'href="/deals/{world["deal"]}/steps"' in deal_page
+    assert "已排期动作包步骤" in deal_page  # the scheduling, on the deal's timeline (the rep reads Chinese)
     with runtime.db.session_scope() as s:
         deal = s.get(Deal, world["deal"])
         other_id = make_deal(s, clock, deal.customer, None, deal.team.lead, name="The lead's own deal").id
