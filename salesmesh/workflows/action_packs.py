@@ -47,7 +47,14 @@ from salesmesh.platform.timers import (
     schedule_timer,
     timer_kind,
 )
-from salesmesh.plugins.spec import ActionConfigError, ActionContext, ActionKind, StepInfo, action_kinds
+from salesmesh.plugins.spec import (
+    ActionConfigError,
+    ActionContext,
+    ActionKind,
+    StepInfo,
+    action_kinds,
+    load_plugins,
+)
 from salesmesh.workflows.calendars import CalendarError, WorkingCalendar
 from salesmesh.workflows.models import Deal
 from salesmesh.workflows.stage_signals import StageChange, on_stage_change
@@ -567,3 +574,8 @@ def _date_moved(ctx: TimerContext, deal: Deal, pack: CompiledPack, step: Compile
             now=ctx.now,
         )
     return True
+
+
+# Every process that can schedule or fire steps imports this module at start-up (the web app, and workers
+# and schedulers through TASK_MODULES): a duplicate or missing action kind stops it here, not at a step.
+load_plugins()
