@@ -91,8 +91,11 @@ def _prepare(rt: Runtime, path: Path, options: dict[str, Any]) -> int:
                 channel=options["channel"],
                 sheet=options["sheet"],
             )
-            mapping = dict(run.mapping)
-            mapping.update(_overrides(run.headers, options["pairs"]))
+            overrides = _overrides(run.headers, options["pairs"])
+            chosen = set(overrides.values())
+            # A field named by --map leaves the column it was matched to by header.
+            mapping = {c: k for c, k in run.mapping.items() if k not in chosen}
+            mapping.update(overrides)
             run.mapping = {c: k for c, k in mapping.items() if k and k != "-"}
             click.echo(f"{run.file_name}: {run.total_rows} data rows; columns:", err=True)
             for line in _describe_mapping(run):

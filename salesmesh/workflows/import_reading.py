@@ -12,7 +12,8 @@ HH:MM:SS` with a time). Limits (`ImportLimits`: bytes, rows, columns, unpacked X
 `suggest_mapping(headers, spec)` matches header texts to the form's input fields by key, English or
 Chinese label, or a few common synonyms (手机号 → phone), ignoring case, width, spaces and `*` marks.
 `cell_value(field, cell, tz)` turns one cell into the JSON value intake expects for that field's type:
-option labels in either language become option values, 是/否 booleans, 2026/3/2 dates and grouped
+option labels in either language become option values (a label "三级甲等（三甲）" also answers to 三级甲等
+and 三甲), 是/否 booleans, 2026/3/2 dates and grouped
 numbers are read as the web form would read them; a cell that cannot be read raises `FieldInvalid`.
 """
 
@@ -322,9 +323,8 @@ def read_table(
     """Read an uploaded CSV or XLSX file (by its name's extension) within `limits`."""
     file_type = file_type_of(filename)
     if len(data) > limits.max_bytes:
-        raise ImportFileError(
-            f"The file is larger than {limits.max_bytes // MB} MB", f"文件超过 {limits.max_bytes // MB} MB"
-        )
+        size = f"{limits.max_bytes / MB:g} MB" if limits.max_bytes >= MB else f"{limits.max_bytes // 1024} KB"
+        raise ImportFileError(f"The file is larger than {size}", f"文件超过 {size}")
     if not data:
         raise ImportFileError("The file is empty", "文件为空")
     if file_type == "csv":
@@ -397,13 +397,27 @@ def _text(cell: Any) -> str:
     return str(cell)
 
 
+_BRACKETED = re.compile(r"^(.*?)\s*[(（]([^()（）]+)[)）]\s*$")
+
+
+def _names_of(text: str) -> set[str]:
+    """Return the folded names a label answers to: itself, and "A（B）" also as A and as B."""
+    folded = unicodedata.normalize("NFKC", text).strip().casefold()
+    names = {folded}
+    match = _BRACKETED.match(folded)
+    if match:
+        names.update(part.strip() for part in match.groups() if part.strip())
+    return names
+
+
 def _option(spec: FieldSpec, text: str) -> str:
     """Return the option value a cell names (value or label, any case/width); the text when none."""
     folded = unicodedata.normalize("NFKC", text).strip().casefold()
+    for value, _labels in spec.options:
+        if folded == value.casefold():
+            return value
     for value, labels in spec.options:
-        if folded == value.casefold() or any(
-            folded == unicodedata.normalize("NFKC", str(lab)).strip().casefold() for lab in labels.values()
-        ):
+        if any(folded in _names_of(str(lab)) for lab in labels.values()):
             return value
     return text
 

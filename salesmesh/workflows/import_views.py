@@ -58,6 +58,7 @@ from salesmesh.workflows.intake_models import IntakeChannel
 bp = Blueprint("imports", __name__, template_folder="templates")
 IMPORT_MAX_BYTES = DEFAULT_LIMITS.max_bytes + 64 * 1024  # the file plus the form around it
 REPORT_ROWS = 500
+PREVIEW_ROWS = 200  # a dry run's new rows shown with their routing preview
 RECENT_RUNS = 20
 
 
@@ -188,13 +189,15 @@ def _mapping_page(
 
 def _report_page(run: ImportRun, errors: list[dict[str, Any]] | None = None, status: int = 200) -> Any:
     session = db()
-    shown = None if run.dry_run else ("error", "duplicate")
-    rows = report_rows(session, run, outcomes=shown, limit=REPORT_ROWS)
+    problems = report_rows(session, run, outcomes=("error", "duplicate"), limit=REPORT_ROWS)
+    created = report_rows(session, run, outcomes=("created",), limit=PREVIEW_ROWS) if run.dry_run else []
     return render_template(
         "imports/report.html",
         run=run,
-        rows=rows,
+        problems=problems,
+        created=created,
         limit=REPORT_ROWS,
+        created_limit=PREVIEW_ROWS,
         state=progress(run, runtime().clock.now()),
         earlier=earlier_imports(session, run) if run.dry_run else [],
         errors=errors or [],

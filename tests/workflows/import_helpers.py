@@ -41,6 +41,7 @@ def xlsx_bytes(
     if extra_sheet:
         sheet.title = extra_sheet
         sheet.append(["nothing", "here"])
+        sheet.append(["see", "the next sheet"])
         sheet = book.create_sheet(title)
     else:
         sheet.title = title

@@ -258,19 +258,20 @@ def test_a_crashed_chunk_resumes_without_importing_twice(runtime: Runtime, reps:
     start(runtime, run_id)
     assert step(runtime, run_id, 4) == "running"  # staged
     assert step(runtime, run_id, 4) == "running"  # rows 2-5 committed
-    inserted: list[int] = []
+    inserted: list[str] = []
 
-    def crash(_mapper: Any, _conn: Any, target: Lead) -> None:
-        inserted.append(target.id)
-        if len(inserted) == 3:
-            raise RuntimeError("worker killed")
+    def crash(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("INSERT INTO leads "):
+            inserted.append(statement)
+            if len(inserted) == 3:  # the worker dies in the middle of the chunk
+                raise RuntimeError("worker killed")
 
-    event.listen(Lead, "after_insert", crash)
+    event.listen(runtime.db.engine, "before_cursor_execute", crash)
     try:
         with pytest.raises(RuntimeError, match="worker killed"):
             step(runtime, run_id, 4)
     finally:
-        event.remove(Lead, "after_insert", crash)
+        event.remove(runtime.db.engine, "before_cursor_execute", crash)
     with runtime.db.session_scope() as session:
         run = session.get(ImportRun, run_id)
         assert run is not None and (run.next_row, run.created_count) == (4, 4)

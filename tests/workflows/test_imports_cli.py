@@ -150,3 +150,15 @@ def test_resume_import_finishes_a_run_whose_process_died(runtime: Runtime, reps:
     assert finished.exit_code == 1 and "is not running (status: done)" in finished.output
     with runtime.db.session_scope() as session:
         assert session.get(ImportRun, run_id).created_count == 6
+
+
+def test_map_moves_a_field_away_from_its_matched_column(
+    runtime: Runtime, reps: list[int], tmp_path: Path
+) -> None:
+    rows = [["Name", "Institution", "Phone", "Mobile"], ["Dr Wu", "Huashan", "021-5288 9999", "13712345678"]]
+    path = _file(tmp_path, "two-phones.csv", csv_bytes(rows))
+    result = _invoke(runtime, "leads", "import", path, "--map", "Mobile=phone")
+    assert result.exit_code == 0, result.output
+    assert "column D 'Mobile' -> phone" in result.stderr and "not imported: C 'Phone'" in result.stderr
+    with runtime.db.session_scope() as session:
+        assert session.scalars(select(Lead.phone)).one() == "+8613712345678"

@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
@@ -284,3 +284,50 @@ def test_only_ops_and_admins_import(
         ), url
     session.rollback()
     assert session.get(ImportRun, run_id).status == "draft" and _count(session, ImportRun) == 1
+
+
+def test_a_stalled_run_can_be_resumed_from_its_page(
+    client: Any, session: Any, clock: Any, runtime: Runtime, staff: Any
+) -> None:
+    _as(client, session, staff["ops"], clock)
+    run_id = _run_id(_upload(client, csv_bytes([HEADER, *good_rows(4)]), "stall.csv"))
+    token = csrf_token(client, f"/leads/imports/{run_id}")
+    form = {
+        f"map_{i}": k
+        for i, k in enumerate(["contact_name", "institution_name", "institution_grade", "phone"])
+    }
+    client.post(
+        f"/leads/imports/{run_id}/start",
+        data={"csrf_token": token, "mode": "row_by_row", "action": "import", **form},
+    )
+    inserts: list[str] = []
+
+    def crash(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("INSERT INTO leads "):
+            inserts.append(statement)
+            if len(inserts) == 2:
+                raise RuntimeError("worker killed")
+
+    event.listen(runtime.db.engine, "before_cursor_execute", crash)
+    try:
+        runtime.jobs.drain()  # staging commits; the first chunk dies half-way
+    finally:
+        event.remove(runtime.db.engine, "before_cursor_execute", crash)
+    assert runtime.jobs.errors and "worker killed" in runtime.jobs.errors[-1][1]
+    state = client.get(f"/leads/imports/{run_id}/progress").json
+    assert (state["status"], state["processed"], state["stalled"]) == ("running", 0, False)
+    assert 'data-testid="import-resume"' not in client.get(f"/leads/imports/{run_id}").get_data(as_text=True)
+    assert _count(session, Lead) == 0
+
+    clock.advance(minutes=6)
+    page = client.get(f"/leads/imports/{run_id}").get_data(as_text=True)
+    assert (
+        'data-testid="import-resume"' in page
+        and client.get(f"/leads/imports/{run_id}/progress").json["stalled"]
+    )
+    token = csrf_token(client, f"/leads/imports/{run_id}")
+    assert client.post(f"/leads/imports/{run_id}/resume", data={"csrf_token": token}).status_code == 303
+    runtime.jobs.drain()
+    done = client.get(f"/leads/imports/{run_id}/progress").json
+    assert (done["status"], done["created"], done["processed"]) == ("done", 4, 4)
+    assert _count(session, Lead) == 4
