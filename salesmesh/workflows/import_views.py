@@ -21,6 +21,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import Forbidden
 
 from salesmesh.platform import policy
@@ -92,6 +93,7 @@ def _index(errors: list[dict[str, Any]] | None = None, status: int = 200, **form
     session = db()
     runs = session.scalars(
         policy.scope(select(ImportRun), g.user, ImportRun)
+        .options(selectinload(ImportRun.created_by))
         .order_by(ImportRun.created_at.desc(), ImportRun.id.desc())
         .limit(RECENT_RUNS)
     ).all()

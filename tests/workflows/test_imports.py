@@ -32,6 +32,7 @@ from tests.workflows.import_helpers import (
     xlsx_bytes,
 )
 from tests.workflows.intake_helpers import intake_world, payload
+from tests.workflows.routing_helpers import counting
 
 
 @pytest.fixture
@@ -285,3 +286,19 @@ def test_a_crashed_chunk_resumes_without_importing_twice(runtime: Runtime, reps:
             session.scalar(select(func.count()).select_from(ImportRow).where(ImportRow.outcome.is_(None)))
             == 0
         )
+
+
+def test_a_row_costs_intake_plus_its_savepoint(runtime: Runtime, clock: FrozenClock, reps: list[int]) -> None:
+    """Deterministic gate: importing N rows costs N intakes plus two statements a row and a constant."""
+    with runtime.db.session_scope() as session:  # warm up: the cursor row exists, plans are compiled
+        intake_lead(session, channel="import", payload=payload(phone="13900000000", email=None), clock=clock)
+    with counting(runtime.db.engine) as one, runtime.db.session_scope() as session:
+        intake_lead(session, channel="import", payload=payload(phone="13900000001", email=None), clock=clock)
+    per_intake = sum(not s.startswith(("BEGIN", "COMMIT")) for s in one)
+    rows = [[f"P{i}", "Hospital", "primary", f"1370000{i:04d}", ""] for i in range(20)]
+    run_id = upload(runtime, csv_bytes([HEADER, *rows]), "gate.csv")
+    start(runtime, run_id)
+    step(runtime, run_id)  # staging
+    with counting(runtime.db.engine) as chunk:
+        assert step(runtime, run_id) == "done"
+    assert len(chunk) <= 20 * (per_intake + 2) + 12, len(chunk)

@@ -162,3 +162,12 @@ def test_map_moves_a_field_away_from_its_matched_column(
     assert "column D 'Mobile' -> phone" in result.stderr and "not imported: C 'Phone'" in result.stderr
     with runtime.db.session_scope() as session:
         assert session.scalars(select(Lead.phone)).one() == "+8613712345678"
+
+
+def test_without_a_published_routing_the_import_is_refused(runtime: Runtime, tmp_path: Path) -> None:
+    path = _file(tmp_path, "early.csv", csv_bytes([HEADER, *good_rows(1)]))
+    result = CliRunner().invoke(cli, ["leads", "import", path], obj=CliState(runtime.settings, runtime))
+    assert result.exit_code == 1
+    assert "Lead intake is not set up: publish a routing with a lead form first" in result.output
+    with runtime.db.session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(ImportRun)) == 0
