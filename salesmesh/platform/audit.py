@@ -2,25 +2,46 @@
 
 Every service that changes something important calls `record_event(session, ...)` inside its own
 transaction. Each row stores `prev_hash` and `hash = sha256(prev_hash + canonical(row))`, and `seq` is
-unique, so a fork (two writers chaining onto the same predecessor) fails instead of branching; on
-PostgreSQL writers serialise on a transaction-scoped advisory lock. `verify_chain` recomputes the chain
-and names the first row that does not match (edited, deleted or reordered history).
+unique, so a fork (two writers chaining onto the same predecessor) fails instead of branching. An event
+is appended with ONE statement, `INSERT ... SELECT ... RETURNING`: the database reads the chain head and
+computes the new row's hash from it while inserting (PostgreSQL's `sha256()`; on SQLite a `sha256_hex`
+function this module registers on the connection), so the head cannot move between the read and the
+write. On SQLite the write lock serialises writers; on PostgreSQL writers serialise on a
+transaction-scoped advisory lock taken by a statement of its own just before (the INSERT's snapshot is
+then taken after the lock, so it sees the previous holder's event). Python builds the canonical body
+except the sequence number, which is spliced in by the database exactly as `json.dumps` would write it.
+`verify_chain` recomputes the chain in Python and names the first row that does not match (edited,
+deleted or reordered history).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, select, text
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import (
+    BigInteger,
+    Index,
+    Integer,
+    String,
+    bindparam,
+    cast,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.orm import Mapped, Session, make_transient_to_detached, mapped_column
 
 from salesmesh.platform.db import Base, JSONType, UTCDateTime
 
 GENESIS = "0" * 64
 _PG_AUDIT_LOCK = 0x5A1E5A  # advisory lock key shared by every audit writer
+_SQLITE_SHA = "sha256_hex"  # registered once per SQLite connection (see _sqlite_functions)
+_PG_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
 
 
 class AuditEvent(Base):
@@ -40,6 +61,25 @@ class AuditEvent(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+def _tail(
+    at: datetime,
+    actor_id: int | None,
+    action: str,
+    object_type: str | None,
+    object_id: int | None,
+    payload: dict[str, Any],
+) -> str:
+    """The canonical body after its sequence number: `[<seq>` + this is the whole body."""
+    body = json.dumps(
+        [at.isoformat(), actor_id, action, object_type, object_id, payload],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
+    return "," + body[1:]
+
+
 def _digest(
     prev_hash: str,
     seq: int,
@@ -50,14 +90,56 @@ def _digest(
     object_id: int | None,
     payload: dict[str, Any],
 ) -> str:
-    body = json.dumps(
-        [seq, at.isoformat(), actor_id, action, object_type, object_id, payload],
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        default=str,
-    )
+    body = f"[{seq}" + _tail(at, actor_id, action, object_type, object_id, payload)
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+
+
+def _sqlite_sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _hash_sql(dialect: str, text_expr: Any) -> Any:
+    """Return the SQL computing the hex SHA-256 of `text_expr` (UTF-8) on `dialect`."""
+    if dialect == "postgresql":
+        return func.encode(func.sha256(func.convert_to(text_expr, "UTF8")), "hex")
+    return getattr(func, _SQLITE_SHA)(text_expr)
+
+
+@functools.cache
+def _append_statement(dialect: str) -> Any:
+    """The one-statement append, built once per dialect and run with bind parameters."""
+    events = AuditEvent.__table__
+    last_hash = select(events.c.hash).order_by(events.c.seq.desc()).limit(1).scalar_subquery()
+    head = select(
+        (func.coalesce(func.max(events.c.seq), 0) + 1).label("seq"),
+        func.coalesce(last_hash, GENESIS).label("prev"),
+    ).subquery("head")
+    chained = head.c.prev + "[" + cast(head.c.seq, String) + bindparam("tail", type_=String())
+    source = select(
+        head.c.seq,
+        bindparam("at", type_=events.c.at.type),
+        bindparam("actor_id", type_=Integer()),
+        bindparam("action", type_=String()),
+        bindparam("object_type", type_=String()),
+        bindparam("object_id", type_=Integer()),
+        bindparam("payload", type_=events.c.payload.type),
+        head.c.prev,
+        _hash_sql(dialect, chained),
+    )
+    columns = ["seq", "at", "actor_id", "action", "object_type", "object_id", "payload", "prev_hash", "hash"]
+    return (
+        insert(events)
+        .from_select(columns, source)
+        .returning(events.c.id, events.c.seq, events.c.prev_hash, events.c.hash)
+    )
+
+
+def _sqlite_functions(session: Session) -> None:
+    """Register `sha256_hex` on the session's SQLite connection (once per pooled connection)."""
+    pooled = session.connection().connection  # its `info` lives as long as the DBAPI connection does
+    if not pooled.info.get(_SQLITE_SHA):
+        pooled.driver_connection.create_function(_SQLITE_SHA, 1, _sqlite_sha256, deterministic=True)  # type: ignore[union-attr]
+        pooled.info[_SQLITE_SHA] = True
 
 
 def record_event(
@@ -70,15 +152,26 @@ def record_event(
     object_id: int | None = None,
     payload: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one event to the chain in the caller's transaction."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
-    last = session.execute(
-        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
-    ).first()
-    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    """Append one event to the chain in the caller's transaction (one statement; two on PostgreSQL)."""
+    session.flush()  # the rows this event is about exist before the event does
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(_PG_LOCK, {"k": _PG_AUDIT_LOCK})
+    else:
+        _sqlite_functions(session)
     body = json.loads(json.dumps(payload or {}, default=str))
+    params = {
+        "tail": _tail(at, actor_id, action, object_type, object_id, body),
+        "at": at,
+        "actor_id": actor_id,
+        "action": action,
+        "object_type": object_type,
+        "object_id": object_id,
+        "payload": body,
+    }
+    ident, seq, prev, digest = session.execute(_append_statement(dialect), params).one()
     event = AuditEvent(
+        id=ident,
         seq=seq,
         at=at,
         actor_id=actor_id,
@@ -87,10 +180,11 @@ def record_event(
         object_id=object_id,
         payload=body,
         prev_hash=prev,
-        hash=_digest(prev, seq, at, actor_id, action, object_type, object_id, body),
+        hash=digest,
     )
+    # Known to the session as the stored row it is (no query), like any event read back.
+    make_transient_to_detached(event)
     session.add(event)
-    session.flush()
     return event
 
 

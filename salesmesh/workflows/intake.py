@@ -1,55 +1,76 @@
 """Lead intake: validate a submission against the lead form, normalise it, de-duplicate it, route it.
 
 `intake_lead(session, channel=..., payload=..., clock=...)` is the one path every intake channel takes
-(the signed API now; the public form and imports later). It finds the published routing for the
-channel's lead form (`IntakeChannel.form_key`, else the only published routing) and that routing's
-`form`, binds the payload to the form (JSON input: unknown fields, wrong types, missing required
-fields are errors at `/<field key>` with English and Chinese messages), and normalises what the
-runtime matches on: phone numbers to E.164 (+86 when no country is given), e-mail trimmed and
-lower-cased, institution names NFKC-folded with single spaces. The lead is inserted, then its contact
-keys (phone, e-mail) are claimed in `lead_dedupe_keys` with one `INSERT ... ON CONFLICT DO NOTHING`:
-the UNIQUE (kind, value) index decides between concurrent intakes of the same person (on PostgreSQL
-the second waits for the first to commit). A key held by a closed lead (converted, disqualified) is
-taken over, since a returning contact is a new enquiry. A key held by an open lead makes the submission
-a duplicate: the fresh row is removed again, the submission is kept in full as a `LeadDuplicate` with
-`duplicate_of_id`, and a system note on the original lead's timeline tells its owner. Otherwise the
-lead is routed (`routing.route_lead`) and one `lead.intake` audit event records channel, campaign,
-received-at, idempotency key and decision, written after routing as the routing module's lock order
-requires. Flushes, never commits. A new lead costs 13 statements on SQLite (15 on PostgreSQL): two
-definition look-ups, two inserts, routing (7 / 8) and the audit event (2 / 3).
+(the signed API, the public form, imports). One query finds the published routing for the channel's lead
+form (`IntakeChannel.form_key`, else the only published routing) and that routing's `form`, whose compiled
+spec is cached by version id and checksum. The payload is bound to the form (JSON input: unknown fields,
+wrong types, missing required fields are errors at `/<field key>` with English and Chinese messages), and
+what the runtime matches on is normalised: phone numbers to E.164 (+86 when no country is given), e-mail
+trimmed and lower-cased, institution names NFKC-folded with single spaces. Routing decides next, on a
+snapshot, without writing (`routing.propose_route`), so the lead is inserted already carrying its owner
+and SLA deadline. Then its contact keys (phone, e-mail) are claimed in `lead_dedupe_keys` with one
+`INSERT ... ON CONFLICT DO NOTHING`: the UNIQUE (kind, value) index decides between concurrent intakes of
+the same person (on PostgreSQL the second waits for the first to commit). A key held by a closed lead
+(converted, disqualified) is taken over, since a returning contact is a new enquiry. A key held by an
+open lead makes the submission a duplicate: the fresh row is removed again, the submission is kept in
+full as a `LeadDuplicate` with `duplicate_of_id`, and a system note on the original lead's timeline tells
+its owner; no round-robin turn was taken. Otherwise routing settles (`routing.settle_route`: takes the
+turn — deciding again if another intake took it first — and records the decision and the owner's
+notification) and writes ONE `lead.intake` audit event carrying channel, campaign, received-at,
+idempotency key and the decision. Flushes, never commits. A new lead costs 8 statements on SQLite and 9
+on PostgreSQL (gate: 10, `tests/workflows/test_intake_perf.py`): the definitions look-up, the reps
+snapshot, lead INSERT, dedupe-key INSERT, round-robin UPDATE, decision INSERT, notification INSERT and
+the audit INSERT (after its advisory lock on PostgreSQL); one more while pools install a cooldown source
+rather than a clause.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import threading
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import case, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from salesmesh.forms.binding import bind
-from salesmesh.forms.compile import FormSpec, published_form
+from salesmesh.forms.compile import FormSpec, compile_form
 from salesmesh.forms.phones import PhoneInvalid, normalize_phone
+from salesmesh.metamodel.models import DefinitionVersion
 from salesmesh.platform.audit import record_event
 from salesmesh.platform.clock import Clock
+from salesmesh.platform.rows import insert_row
 from salesmesh.workflows.intake_models import IntakeChannel, LeadDedupeKey, LeadDuplicate
 from salesmesh.workflows.lead_forms import LEAD_COLUMNS
 from salesmesh.workflows.lead_notices import notify_duplicate
 from salesmesh.workflows.models import Activity, Lead
-from salesmesh.workflows.routing import RoutingPlan, RoutingUnavailable, current_plan, route_lead
+from salesmesh.workflows.routing import (
+    RoutingPlan,
+    RoutingUnavailable,
+    apply_route,
+    propose_route,
+    settle_route,
+)
 from salesmesh.workflows.routing_models import RoutingDecision
+from salesmesh.workflows.routing_plan import current_plan_and_form
 
 OPEN_STATUSES = ("new", "contacted", "qualified", "pooled")
 # Which key wins when a submission matches two open leads; also the order keys are locked in.
 KEY_PRIORITY = ("phone", "email")
 CONTACT_NAME_FIELDS = ("contact_name", "name")
-MAX_CLAIM_ROUNDS = 5
+# A key held by a lead in one of these is taken over by a new enquiry; any other holder makes a duplicate.
+CLOSED_STATUSES = ("converted", "disqualified")
 _SPACES = re.compile(r"\s+")
+# Compiled lead forms by (version id, checksum): published versions never change, so a hit needs no query.
+_SPECS: dict[tuple[int, str], FormSpec] = {}
+_SPECS_LOCK = threading.Lock()
+SPECS_SIZE = 64
 
 
 class IntakeInvalid(ValueError):
@@ -65,7 +86,7 @@ class IntakeUnavailable(LookupError):
 
 
 class IntakeContention(RuntimeError):
-    """The lead's contact keys kept changing hands while we tried to claim them (should not happen)."""
+    """The open lead a submission duplicates vanished inside our transaction (should not happen)."""
 
 
 @dataclass
@@ -104,17 +125,37 @@ def _channel(channel: IntakeChannel | str) -> tuple[str, str | None, Mapping[str
 
 
 def lead_form_for(session: Session, form_key: str | None = None) -> tuple[RoutingPlan, FormSpec]:
-    """Return the published routing for a lead form (or the only one) and its compiled lead form."""
+    """Return the published routing for a lead form (or the only one) and its compiled lead form.
+
+    One query finds both published versions; the compiled form is cached by version id and checksum.
+    """
     try:
-        plan = current_plan(session, form_key=form_key)
+        plan, form = current_plan_and_form(session, form_key=form_key)
     except RoutingUnavailable as exc:
         raise IntakeUnavailable(str(exc)) from None
-    spec = published_form(session, plan.form_key) if plan.form_key else None
+    spec = _spec(session, form.id, form.checksum) if form is not None else None
     if spec is None or spec.record_type != "lead":
         raise IntakeUnavailable(
             f"routing {plan.key!r} reads form {plan.form_key!r}, which is not a published lead form"
         )
     return plan, spec
+
+
+def _spec(session: Session, version_id: int, checksum: str) -> FormSpec | None:
+    key = (version_id, checksum)
+    with _SPECS_LOCK:
+        spec = _SPECS.get(key)
+    if spec is not None:
+        return spec
+    version = session.get(DefinitionVersion, version_id)
+    if version is None:  # deleted since the look-up: cannot happen to a published version
+        return None
+    spec = compile_form(version)
+    with _SPECS_LOCK:
+        if len(_SPECS) >= SPECS_SIZE:
+            _SPECS.clear()  # a handful of lead forms in practice; a full cache just starts over
+        _SPECS[key] = spec
+    return spec
 
 
 def _normalise(spec: FormSpec, values: dict[str, Any]) -> dict[str, Any]:
@@ -149,63 +190,46 @@ def _lead_name(spec: FormSpec, values: Mapping[str, Any], columns: Mapping[str, 
     return " · ".join(parts)[:200]
 
 
-def _insert_keys(session: Session, rows: list[dict[str, Any]]) -> set[str]:
-    """Insert dedupe keys, skipping any already held; return the kinds that were inserted."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = (
-        dialect.insert(LeadDedupeKey)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["kind", "value"])
-        .returning(LeadDedupeKey.kind)
+@functools.cache
+def _claim_statement(dialect: str) -> Any:
+    """The key-claiming upsert (built once per dialect; see `_claim_keys`)."""
+    keys_table = LeadDedupeKey.__table__
+    leads = Lead.__table__
+    stmt = (postgresql if dialect == "postgresql" else sqlite).insert(keys_table)
+    holder_closed = (
+        select(leads.c.status)
+        # The conflicting row's holder (spelled out: SQLAlchemy does not correlate into ON CONFLICT SET).
+        .where(leads.c.id == literal_column(f"{keys_table.name}.lead_id"))
+        .scalar_subquery()
+        # Inline constants: an expanding IN parameter cannot be sent as one multi-row statement.
+        .in_([literal_column(f"'{status}'") for status in CLOSED_STATUSES])
     )
-    return set(session.scalars(stmt))
+    take_over = case((holder_closed, stmt.excluded.lead_id), else_=keys_table.c.lead_id)
+    taken = case((holder_closed, stmt.excluded.created_at), else_=keys_table.c.created_at)
+    return stmt.on_conflict_do_update(
+        index_elements=["kind", "value"], set_={"lead_id": take_over, "created_at": taken}
+    ).returning(keys_table.c.kind, keys_table.c.lead_id)
 
 
 def _claim_keys(
     session: Session, lead: Lead, keys: list[tuple[str, str]], now: datetime
 ) -> tuple[int, str] | None:
-    """Give the lead its contact keys; return (open lead id, key kind) when an open lead holds one."""
+    """Give the lead its contact keys; return (open lead id, key kind) when an open lead holds one.
+
+    One statement: an INSERT whose conflict branch takes the key over from a closed holder and leaves it
+    with any other holder; RETURNING gives each key's holder after the statement. The holder's status is
+    read by the statement itself, so a holder it cannot see (inserted by a concurrent intake that has just
+    committed, on PostgreSQL) counts as open: a duplicate, never a takeover.
+    """
     pending = sorted(keys, key=lambda k: KEY_PRIORITY.index(k[0]))
-    for _round in range(MAX_CLAIM_ROUNDS):
-        rows = [{"kind": k, "value": v, "lead_id": lead.id, "created_at": now} for k, v in pending]
-        inserted = _insert_keys(session, rows)
-        pending = [k for k in pending if k[0] not in inserted]
-        if not pending:
-            return None
-        holders = session.execute(
-            select(LeadDedupeKey.kind, LeadDedupeKey.lead_id, Lead.status)
-            .join(Lead, Lead.id == LeadDedupeKey.lead_id)
-            .where(or_(*(and_(LeadDedupeKey.kind == k, LeadDedupeKey.value == v) for k, v in pending)))
-        ).all()
-        open_holders = sorted(
-            ((kind, lead_id) for kind, lead_id, status in holders if status in OPEN_STATUSES),
-            key=lambda h: KEY_PRIORITY.index(h[0]),
-        )
-        if open_holders:
-            kind, lead_id = open_holders[0]
-            return lead_id, kind
-        # Held by closed leads only: take each over, unless another intake took it first (then look again).
-        by_kind = {kind: lead_id for kind, lead_id, _status in holders}
-        taken = set()
-        for kind, value in pending:
-            if kind not in by_kind:
-                continue  # its holder vanished in between: insert it again next round
-            result = session.execute(
-                update(LeadDedupeKey)
-                .where(
-                    LeadDedupeKey.kind == kind,
-                    LeadDedupeKey.value == value,
-                    LeadDedupeKey.lead_id == by_kind[kind],
-                )
-                .values(lead_id=lead.id, created_at=now)
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount == 1:  # type: ignore[attr-defined]
-                taken.add(kind)
-        pending = [k for k in pending if k[0] not in taken]
-        if not pending:
-            return None
-    raise IntakeContention(f"could not claim the contact keys of lead {lead.id}")
+    dialect = "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
+    rows = [{"kind": k, "value": v, "lead_id": lead.id, "created_at": now} for k, v in pending]
+    # Several parameter sets with RETURNING: sent as ONE multi-row INSERT, from a statement compiled once.
+    holders = dict(session.execute(_claim_statement(dialect), rows).all())
+    for kind, _value in pending:
+        if holders.get(kind) != lead.id:
+            return holders[kind], kind
+    return None
 
 
 def intake_lead(
@@ -241,8 +265,11 @@ def intake_lead(
         created_at=now,
         **columns,
     )
-    session.add(lead)
-    session.flush()
+    # Decide first, so the lead is inserted with its owner (no UPDATE after); take the turn only after
+    # the contact keys are claimed, so a duplicate never consumes one.
+    proposal = propose_route(session, lead, plan=plan, now=now)
+    apply_route(lead, proposal)
+    insert_row(session, lead)  # one prebuilt INSERT: the measured hot path
     keys = [(kind, columns[kind]) for kind in KEY_PRIORITY if columns.get(kind)]
     match = _claim_keys(session, lead, keys, now) if keys else None
     if match is not None:
@@ -251,23 +278,17 @@ def intake_lead(
         return _record_duplicate(
             session, match, spec, values, columns, channel_key, received, now, idempotency_key
         )
-    decision = route_lead(session, lead, clock=clock, plan=plan)
-    record_event(
+    decision = settle_route(
         session,
-        at=now,
-        actor_id=None,
+        lead,
+        proposal,
         action="lead.intake",
-        object_type="leads",
-        object_id=lead.id,
-        payload={
-            "channel": channel_key,
+        audit={
+            "source_channel": channel_key,
             "campaign": lead.campaign,
             "received_at": received.isoformat(),
             "form_version_id": spec.version_id,
             "idempotency_key": idempotency_key,
-            "decision_id": decision.id,
-            "outcome": decision.outcome,
-            "owner_id": decision.owner_id,
         },
     )
     return IntakeResult(lead=lead, decision=decision)

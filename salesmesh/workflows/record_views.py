@@ -79,6 +79,7 @@ AUDIT_NAMES = {
     "lead.update": N_("Lead details changed"),
     "lead.convert": N_("Converted into a customer and a deal"),
     "lead.route": N_("Lead routed"),
+    "lead.intake": N_("Lead received and routed"),
     "lead.sla_breach": N_("First-response deadline missed"),
     "customer.create": N_("Customer created"),
     "customer.update": N_("Customer details changed"),

@@ -4,40 +4,52 @@
 rules (`routing_plan`: compiled once per version and cached), reads the candidate reps with every count
 it needs in one statement (`routing_state.load_snapshot`), decides (`routing_decide.decide`: filters,
 exclusions with reasons, strategy), takes the routing's round-robin turn with one conditional UPDATE
-(`routing_state.advance_cursor`; re-reads and retries when another transaction took it first), and
-then, in the caller's transaction (flush, no commit): sets the lead's owner, team and `assigned_at` (or
-puts it in the pool), inserts a `RoutingDecision` pinned to the routing version with the full
-explanation, writes a system `routing_decision` activity on the lead's timeline and one `lead.route`
-audit event. About 7 statements on SQLite and 8 on PostgreSQL (its audit lock) whatever the number of
-reps and rules, plus one to find the published plan when none is passed. The system activity is written
-directly rather than through `activities.log_activity`, which would add a second, generic audit event.
+(`routing_state.advance_cursor`; re-reads and decides again when another transaction took it first), and
+then, in the caller's transaction (flush, no commit): sets the lead's owner, team, `assigned_at` and
+first-response deadline (or puts it in the pool), inserts a `RoutingDecision` pinned to the routing
+version with the full explanation, the new owner's in-app notification, and ONE audit event — which is
+also the decision's line on the record timeline (no activity row repeats it). That is 6 statements on
+SQLite and 7 on PostgreSQL (its audit lock) for a lead already stored — snapshot, turn, lead UPDATE,
+decision, notification, audit — whatever the number of reps and rules, plus one to find the published
+plan when none is passed and one when a cooldown *source* (not clause) is installed.
+
+The same steps are public for a lead that does not exist yet (intake): `propose_route` decides on a
+snapshot without writing, `apply_route` sets the lead's routed columns in memory (so the new lead's
+INSERT carries them: no UPDATE), and `settle_route` takes the turn, records the decision and writes the
+audit event under the caller's action (`lead.intake`) with the caller's fields added. A proposal whose
+turn was taken meanwhile is decided again on a fresh snapshot (the lead being routed never counts among
+its owner's open leads) and re-applied.
 
 Lock order (PostgreSQL): the round-robin turn holds the routing's cursor row until commit, and the audit
 event then takes the audit chain's lock. A transaction that writes its own audit events must do so AFTER
-`route_lead` (an intake audits the new lead after routing it), otherwise two concurrent transactions can
-wait for each other (PostgreSQL then aborts one as a deadlock). `exclude=` leaves reps out of this
+routing (an intake adds its fields to routing's one event instead), otherwise two concurrent transactions
+can wait for each other (PostgreSQL then aborts one as a deadlock). `exclude=` leaves reps out of this
 decision (a reassignment leaves out the owner it takes the lead from).
 
-Claim cooldown comes from pools: `set_cooldown_source(fn)` installs `fn(session, user_ids, now) ->
-ids in cooldown` (the default knows no cooldowns and costs no query); `route_lead(cooldown=...)`
-overrides it per call. `explain(decision)` turns a stored decision into the dict the lead page and the
-API show, with a bilingual one-line summary.
+Claim cooldown comes from pools: `set_cooldown_clause(fn)` installs `fn(now) -> SQL condition on
+users.id` (`now` is a bound parameter: the snapshot statement is built once), read inside the snapshot
+at no extra statement; `set_cooldown_source(fn)` installs `fn(session, user_ids, now) -> ids in
+cooldown` (one query more per decision; the default knows no cooldowns and costs nothing);
+`route_lead(cooldown=...)` overrides the source per call. `explain(decision)` turns a stored decision
+into the dict the lead page and the API show, with a bilingual one-line summary.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from salesmesh.platform.audit import record_event
 from salesmesh.platform.clock import Clock
 from salesmesh.platform.i18n import N_, gettext, label
 from salesmesh.platform.models import User
-from salesmesh.workflows.models import Activity, Lead
+from salesmesh.platform.rows import insert_row
+from salesmesh.workflows.models import Lead
 from salesmesh.workflows.routing_decide import (
     OUTCOME_NAMES,
     REASON_NAMES,
@@ -47,6 +59,7 @@ from salesmesh.workflows.routing_decide import (
 )
 from salesmesh.workflows.routing_models import RoutingDecision
 from salesmesh.workflows.routing_plan import (
+    Assignment,
     RoutingPlan,
     RoutingUnavailable,
     compile_routing,
@@ -68,12 +81,22 @@ __all__ = [
     "explain_with_names",
     "lead_facts",
     "plan_for_version",
+    "Proposal",
+    "apply_route",
+    "propose_route",
     "route_lead",
+    "set_cooldown_clause",
     "set_cooldown_source",
+    "settle_route",
 ]
 
 CooldownSource = Callable[[Session, Sequence[int], datetime], Collection[int]]
+# now (a bound parameter) -> a SQL condition on `users.id` that holds for a rep in claim cooldown, e.g.
+# `exists().where(cooldowns.c.user_id == users.c.id, cooldowns.c.until > now)`; read inside the snapshot.
+CooldownClause = Callable[[ColumnElement[datetime]], ColumnElement[bool]]
 MAX_TURN_ATTEMPTS = 500
+# The lead columns a decision sets (`apply_route`); restored when a retried decision differs.
+ROUTED_COLUMNS = ("owner_id", "team_id", "assigned_at", "status", "pool_key", "sla_due_at", "sla_state")
 
 
 class RoutingContention(RuntimeError):
@@ -95,6 +118,19 @@ def set_cooldown_source(source: CooldownSource) -> CooldownSource:
     return previous
 
 
+_cooldown_clause: CooldownClause | None = None
+
+
+def set_cooldown_clause(clause: CooldownClause | None) -> CooldownClause | None:
+    """Install the SQL condition telling which reps are in claim cooldown; return the previous one.
+
+    Unlike a cooldown source it costs no statement: the snapshot reads it as one more column.
+    """
+    global _cooldown_clause
+    previous, _cooldown_clause = _cooldown_clause, clause
+    return previous
+
+
 def route_lead(
     session: Session,
     lead: Lead,
@@ -108,11 +144,45 @@ def route_lead(
     now = clock.now()
     if plan is None:
         plan = current_plan(session, form_version_id=lead.form_version_id)
+    proposal = propose_route(session, lead, plan=plan, now=now, cooldown=cooldown, exclude=exclude)
+    return settle_route(session, lead, proposal)
+
+
+@dataclass
+class Proposal:
+    """A routing decision taken on a snapshot but not yet written (see `propose_route`)."""
+
+    plan: RoutingPlan
+    now: datetime
+    facts: dict[str, Any]
+    age: float
+    rule: Assignment | None
+    trace: dict[str, Any]
+    targets: list[Assignment]
+    cooldown: CooldownSource | None
+    exclude: Collection[int]
+    outcome: Outcome = field(init=False)
+    snapshot: Snapshot = field(init=False)
+    # The lead's routed columns before `apply_route` first changed them (restored when a retry differs),
+    # and the outcome applied last.
+    before: dict[str, Any] | None = None
+    applied: Outcome | None = None
+
+
+def propose_route(
+    session: Session,
+    lead: Lead,
+    *,
+    plan: RoutingPlan,
+    now: datetime,
+    cooldown: CooldownSource | None = None,
+    exclude: Collection[int] = (),
+) -> Proposal:
+    """Decide where `lead` goes on a fresh snapshot of the reps (one statement); write nothing."""
     if plan.version_id is None:
         raise RoutingUnavailable("a plan compiled from a bare document cannot route stored leads")
     facts = lead_facts(lead)
-    received = lead.received_at or now
-    age = max(0.0, (now - received).total_seconds())
+    age = max(0.0, (now - (lead.received_at or now)).total_seconds())
     rule, trace = plan.match(facts, now)
     targets = []
     for a in (rule, plan.fallback):
@@ -121,40 +191,52 @@ def route_lead(
         if a.strategy == "pool":
             break
         targets.append(a)
-    source = cooldown or _cooldown_source
-    for _attempt in range(MAX_TURN_ATTEMPTS):
-        snap = load_snapshot(session, plan, targets, now) if targets else Snapshot([], {}, None)
-        cooling = source(session, [r.id for r in snap.reps], now) if snap.reps else frozenset()
-        outcome = decide(
-            plan,
-            rule,
-            dict(trace),
-            snap.reps,
-            facts=facts,
-            positions=snap.positions,
-            now=now,
-            lead_age_seconds=age,
-            cooldown=cooling,
-            exclude=exclude,
-        )
-        if outcome.owner is None:
-            break
-        positions = {**snap.positions, outcome.assignment.scope: outcome.owner.id}
-        turn = advance_cursor(session, plan.key, positions, snap.turns, now)
-        if turn is not None:
-            outcome.explanation["state"]["turn"] = turn
-            break
+    proposal = Proposal(plan, now, facts, age, rule, trace, targets, cooldown, exclude)
+    _decide(session, lead, proposal)
+    return proposal
+
+
+def _decide(session: Session, lead: Lead, p: Proposal) -> None:
+    """(Re)read the snapshot and decide; the lead itself never counts towards anyone's open leads."""
+    plan, now = p.plan, p.now
+    if p.targets:
+        snap = load_snapshot(session, plan, p.targets, now, lead_id=lead.id, cooldown=_cooldown_clause)
     else:
-        raise RoutingContention(
-            f"could not take a routing turn for lead {lead.id} after {MAX_TURN_ATTEMPTS} tries"
-        )
-    return _record(session, lead, plan, outcome, now, age)
+        snap = Snapshot([], {}, None)
+    cooling: Collection[int] = snap.cooling
+    source = p.cooldown or _cooldown_source
+    if snap.reps and source is not no_cooldown:
+        cooling = snap.cooling | frozenset(source(session, [r.id for r in snap.reps], now))
+    p.snapshot = snap
+    p.outcome = decide(
+        plan,
+        p.rule,
+        dict(p.trace),
+        snap.reps,
+        facts=p.facts,
+        positions=snap.positions,
+        now=now,
+        lead_age_seconds=p.age,
+        cooldown=cooling,
+        exclude=p.exclude,
+    )
 
 
-def _record(
-    session: Session, lead: Lead, plan: RoutingPlan, outcome: Outcome, now: datetime, age: float
-) -> RoutingDecision:
-    a = outcome.assignment
+def apply_route(lead: Lead, proposal: Proposal) -> None:
+    """Set the lead's owner, team, `assigned_at`, status and pool as the proposal says (in memory).
+
+    Everything a routing decision changes ON THE LEAD belongs here: intake applies the proposal before
+    the new lead's INSERT, so these columns cost no UPDATE. `_record` only adds rows.
+    """
+    outcome, now = proposal.outcome, proposal.now
+    if proposal.applied is outcome:
+        return
+    if proposal.before is None:
+        proposal.before = {name: getattr(lead, name) for name in ROUTED_COLUMNS}
+    else:
+        for name, value in proposal.before.items():
+            setattr(lead, name, value)
+    proposal.applied = outcome
     owner = outcome.owner
     if owner is not None:
         lead.owner_id, lead.team_id, lead.assigned_at = owner.id, owner.team_id, now
@@ -163,14 +245,60 @@ def _record(
     elif outcome.outcome == "pooled":
         lead.owner_id, lead.team_id, lead.assigned_at, lead.status = None, None, None, "pooled"
         lead.pool_key = outcome.pool
-    start_clock(lead, plan, now, outcome.outcome)  # first-response deadline, in memory
+    start_clock(lead, proposal.plan, now, outcome.outcome)  # first-response deadline, in memory
+
+
+def settle_route(
+    session: Session,
+    lead: Lead,
+    proposal: Proposal,
+    *,
+    action: str = "lead.route",
+    audit: Mapping[str, Any] | None = None,
+) -> RoutingDecision:
+    """Take the proposal's round-robin turn (deciding again when another transaction took it first),
+    assign the lead and record the decision with one audit event (`action`, payload extended by `audit`).
+    """
+    plan, now = proposal.plan, proposal.now
+    for _attempt in range(MAX_TURN_ATTEMPTS):
+        outcome, snap = proposal.outcome, proposal.snapshot
+        if outcome.owner is None:
+            break
+        positions = {**snap.positions, outcome.assignment.scope: outcome.owner.id}
+        turn = advance_cursor(session, plan.key, positions, snap.turns, now)
+        if turn is not None:
+            outcome.explanation["state"]["turn"] = turn
+            break
+        _decide(session, lead, proposal)
+    else:
+        raise RoutingContention(
+            f"could not take a routing turn for lead {lead.id} after {MAX_TURN_ATTEMPTS} tries"
+        )
+    apply_route(lead, proposal)
+    return _record(session, lead, plan, proposal.outcome, now, proposal.age, action, audit)
+
+
+def _record(
+    session: Session,
+    lead: Lead,
+    plan: RoutingPlan,
+    outcome: Outcome,
+    now: datetime,
+    age: float,
+    action: str = "lead.route",
+    audit: Mapping[str, Any] | None = None,
+) -> RoutingDecision:
+    a = outcome.assignment
+    owner = outcome.owner
     explanation = outcome.explanation
     labels = {"channel": plan.channel_labels.get(a.channel, {})}
     if outcome.rule_key is not None:
         labels["rule"] = dict(plan.assignment(outcome.rule_key).label or {})
     explanation["labels"] = labels
+    if lead.id is None:
+        session.flush()
     decision = RoutingDecision(
-        lead=lead,
+        lead_id=lead.id,
         routing_version_id=plan.version_id,
         routing_key=plan.key,
         rule_key=a.key,
@@ -186,44 +314,30 @@ def _record(
         decided_at=now,
         explanation=explanation,
     )
-    session.add(decision)
+    insert_row(session, decision)  # one prebuilt INSERT: this runs for every lead
     on_lead_assigned(session, lead, plan, now, decision)  # the owner's notification: one INSERT, no query
-    session.flush()
-    summary = {
-        "decision_id": decision.id,
-        "outcome": outcome.outcome,
-        "rule": outcome.rule_key,
-        "fallback": a.is_fallback,
-        "channel": a.channel,
-        "strategy": a.strategy,
-        "owner_id": decision.owner_id,
-        "pool": outcome.pool,
-        "reason": decision.reason,
-    }
-    session.add(
-        Activity(
-            kind="routing_decision",
-            subject_type="lead",
-            lead_id=lead.id,
-            customer_id=lead.converted_customer_id,
-            deal_id=lead.converted_deal_id,
-            occurred_at=now,
-            actor_id=None,
-            owner_id=lead.owner_id,
-            team_id=lead.team_id,
-            outcome=outcome.outcome,
-            data=summary,
-            created_at=now,
-        )
-    )
+    # The one audit event is also the decision's line on the record timeline (no activity row of its own).
     record_event(
         session,
         at=now,
         actor_id=None,
-        action="lead.route",
+        action=action,
         object_type="leads",
         object_id=lead.id,
-        payload={**summary, "routing_key": plan.key, "routing_version_id": plan.version_id},
+        payload={
+            **(audit or {}),
+            "decision_id": decision.id,
+            "outcome": outcome.outcome,
+            "rule": outcome.rule_key,
+            "fallback": a.is_fallback,
+            "channel": a.channel,
+            "strategy": a.strategy,
+            "owner_id": decision.owner_id,
+            "pool": outcome.pool,
+            "reason": decision.reason,
+            "routing_key": plan.key,
+            "routing_version_id": plan.version_id,
+        },
     )
     return decision
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from salesmesh.metamodel.conditions import Condition, ConditionError
+from salesmesh.metamodel.conditions import ConditionError
 from salesmesh.platform.i18n import N_
 from salesmesh.workflows.routing_plan import Assignment, RoutingPlan
 
@@ -125,24 +125,6 @@ class Outcome:
     eligible_ids: tuple[int, ...] = ()
 
 
-def _test(condition: Condition, data: Mapping[str, Any], now: datetime) -> bool:
-    try:
-        return condition.test(data, now=now)
-    except ConditionError:
-        return False
-
-
-def _data(rep: RepState, defaults: Mapping[str, Any]) -> dict[str, Any]:
-    data = rep._data
-    return data if data is not None and rep._defaults is defaults else rep.filter_data(defaults)
-
-
-def _rotation(last: int | None) -> Any:
-    if last is None:
-        return lambda rep: (0, rep.id)
-    return lambda rep: (0 if rep.id > last else 1, rep.id)
-
-
 def _in_hours(plan: RoutingPlan, rep: RepState, now: datetime) -> bool:
     own = rep.attributes.get("calendar")
     calendar = plan.calendars.get(own) if isinstance(own, str) else None
@@ -207,40 +189,43 @@ def _attempt(
     records: list[dict[str, Any]] = []
     not_team: list[int] = []
     not_filter: list[int] = []
-    # Who fits the rule: role, team, candidate filter (comprehensions: this runs for every rep).
-    pool = [rep for rep in reps if rep.role in roles]
-    if teams is not None:
-        not_team = [rep.id for rep in pool if rep.team_key not in teams]
-        pool = [rep for rep in pool if rep.team_key in teams]
-    fits = pool
-    if test is not None:
-        if reads_lead:
-            fits = [rep for rep in pool if _test(a.filter, {**_data(rep, defaults), "lead": facts}, now)]  # type: ignore[arg-type]
-        else:
-            try:
-                fits = [
-                    rep
-                    for rep in pool
-                    if test(_data(rep, defaults) if rep._defaults is not defaults else rep._data, now)
-                ]
-            except ConditionError:  # a filter that cannot be evaluated for some rep: that rep does not fit
-                fits = [rep for rep in pool if _test(a.filter, _data(rep, defaults), now)]  # type: ignore[arg-type]
-        if explain and len(fits) < len(pool):
-            fitting = {rep.id for rep in fits}
-            not_filter = [rep.id for rep in pool if rep.id not in fitting]
-    # Who of them can take a lead now: the hard exclusions.
     eligible: list[tuple[RepState, float | None]] = []
-    for rep in fits:
-        weight = None
-        if weights is not None:
-            data = _data(rep, defaults)
+    # One pass per rep (this runs for every rep of every decision): who fits the rule — role, team,
+    # candidate filter — and who of them can take a lead now (the hard exclusions).
+    for rep in reps:
+        if rep.role not in roles:
+            continue
+        if teams is not None and rep.team_key not in teams:
+            if explain:
+                not_team.append(rep.id)
+            continue
+        data = None
+        if test is not None:
+            data = rep._data if rep._defaults is defaults else rep.filter_data(defaults)
             if reads_lead:
                 data = {**data, "lead": facts}
+            try:
+                fits = test(data, now)
+            except ConditionError:  # a filter that cannot be evaluated for this rep: the rep does not fit
+                fits = False
+            if not fits:
+                if explain:
+                    not_filter.append(rep.id)
+                continue
+        weight = None
+        if weights is not None:
+            if data is None:
+                data = rep._data if rep._defaults is defaults else rep.filter_data(defaults)
+                if reads_lead:
+                    data = {**data, "lead": facts}
             weight = a.default_weight
             for cond, w in weights:
-                if _test(cond, data, now):
-                    weight = w
-                    break
+                try:
+                    if cond.test(data, now):
+                        weight = w
+                        break
+                except ConditionError:  # cannot be evaluated for this rep: this weight does not apply
+                    continue
         away = rep.unavailable_until
         capacity = rep.daily_capacity
         if (
@@ -332,13 +317,22 @@ def _choose(a: Assignment, eligible: list[tuple[RepState, float | None]], last: 
                 if rep.id > last:
                     return rep
         return eligible[0][0]
-    rotation = _rotation(last)
     scope = a.scope
+    last = -1 if last is None else last  # ids are positive: with no last rep, everybody comes "after"
+    best: RepState | None = None
+    best_key: tuple[Any, ...] | None = None
+    # One pass, keys compared as tuples: the load (or weighted count), then the round-robin order.
     if a.strategy == "least_loaded":
-        return min(
-            eligible, key=lambda e: (e[0].open_leads or 0, e[0].today_scope.get(scope, 0), rotation(e[0]))
-        )[0]
-    return min(eligible, key=lambda e: ((e[0].today_scope.get(scope, 0) + 1) / e[1], rotation(e[0])))[0]  # type: ignore[operator]
+        for rep, _w in eligible:
+            key = (rep.open_leads or 0, rep.today_scope.get(scope, 0), rep.id <= last, rep.id)
+            if best_key is None or key < best_key:
+                best, best_key = rep, key
+    else:
+        for rep, weight in eligible:
+            key = ((rep.today_scope.get(scope, 0) + 1) / weight, rep.id <= last, rep.id)  # type: ignore[operator]
+            if best_key is None or key < best_key:
+                best, best_key = rep, key
+    return best  # type: ignore[return-value]
 
 
 def _columns(

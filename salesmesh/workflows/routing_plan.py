@@ -8,7 +8,8 @@ reading what the document names — the rep-attribute defaults, the SLA calendar
 calendar (a rep whose attributes carry `calendar: <key>` works on that calendar) — and caches the plan
 by the version id and checksum plus those definitions' ids and checksums, so a change to any of them
 compiles a new plan. `current_plan(session, form_key=...)` finds the published routing for a lead form
-with one query. Nothing here writes.
+with one query; `current_plan_and_form` also returns that form's published version in the same query
+(what intake needs). Nothing here writes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from threading import Lock
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from salesmesh.metamodel.conditions import Condition, ConditionError, compile_condition
@@ -235,30 +236,52 @@ def compile_routing(
 # --- stored versions -----------------------------------------------------------------------------
 
 _CACHE: OrderedDict[tuple[Any, ...], RoutingPlan] = OrderedDict()
+# (published rows, form key) -> what current_plan_and_form answered for them.
+_CHOICES: dict[tuple[Any, ...], tuple[RoutingPlan, PublishedVersion | None]] = {}
 _CACHE_LOCK = Lock()
 
 
 @dataclass(frozen=True)
-class _Published:
+class PublishedVersion:
+    """The identity of a published definition version (enough to find its compiled form in a cache)."""
+
     id: int
     kind: str
     key: str
     checksum: str
 
 
-def _published(session: Session, *, extra_version_id: int | None = None) -> list[_Published]:
-    """One query: ids and checksums of the published routings, rep attributes and calendars."""
-    wanted = (DefinitionVersion.status == "published") & Definition.kind.in_(
-        ("routing", "rep_attributes", "calendar")
+ROUTING_KINDS = ("routing", "rep_attributes", "calendar")  # what a plan is compiled from
+
+
+def _published_query(forms: bool, extra: bool) -> Any:
+    # Built once per shape and executed with bind parameters: this runs on every intake.
+    versions, definitions = DefinitionVersion.__table__, Definition.__table__
+    wanted = (versions.c.status == "published") & definitions.c.kind.in_(
+        (*ROUTING_KINDS, "form") if forms else ROUTING_KINDS
     )
-    condition = or_(wanted, DefinitionVersion.id == extra_version_id) if extra_version_id else wanted
-    rows = session.execute(
-        select(DefinitionVersion.id, Definition.kind, Definition.key, DefinitionVersion.checksum)
-        .join(Definition, Definition.id == DefinitionVersion.definition_id)
-        .where(condition)
-        .order_by(DefinitionVersion.id)
-    ).all()
-    return [_Published(*row) for row in rows]
+    if extra:
+        wanted = or_(wanted, (versions.c.id == bindparam("extra")) & (definitions.c.kind == "form"))
+    return (
+        select(versions.c.id, definitions.c.kind, definitions.c.key, versions.c.checksum)
+        .select_from(versions.join(definitions, definitions.c.id == versions.c.definition_id))
+        .where(wanted)
+        .order_by(versions.c.id)
+    )
+
+
+_PUBLISHED_QUERIES = {
+    (forms, extra): _published_query(forms, extra) for forms in (False, True) for extra in (False, True)
+}
+
+
+def _published(
+    session: Session, *, extra_version_id: int | None = None, forms: bool = False
+) -> list[PublishedVersion]:
+    """One query: ids and checksums of the published routings, rep attributes and calendars (and forms)."""
+    query = _PUBLISHED_QUERIES[(forms, extra_version_id is not None)]
+    rows = session.execute(query, {"extra": extra_version_id} if extra_version_id is not None else {})
+    return [PublishedVersion(*row) for row in rows]
 
 
 def _documents(session: Session, ids: list[int]) -> dict[int, DefinitionVersion]:
@@ -271,7 +294,7 @@ def _defaults(document: Mapping[str, Any]) -> dict[str, Any]:
     return {a["key"]: a["default"] for a in document.get("attributes", ()) if "default" in a}
 
 
-def _build(session: Session, version: DefinitionVersion, deps: list[_Published]) -> RoutingPlan:
+def _build(session: Session, version: DefinitionVersion, deps: list[PublishedVersion]) -> RoutingPlan:
     """Compile `version` with its calendars and rep-attribute defaults (one query for their documents)."""
     named = version.document.get("rep_attributes")
     attrs = [d for d in deps if d.kind == "rep_attributes" and (named is None or d.key == named)]
@@ -301,7 +324,7 @@ def _build(session: Session, version: DefinitionVersion, deps: list[_Published])
 def _plan(
     session: Session,
     ident: tuple[int, str],
-    deps: list[_Published],
+    deps: list[PublishedVersion],
     version: DefinitionVersion | None = None,
 ) -> RoutingPlan:
     # Any published rep-attributes or calendar change makes a new key: plans never outlive what they read.
@@ -329,7 +352,7 @@ def plan_for_version(session: Session, version: DefinitionVersion) -> RoutingPla
         raise RoutingUnavailable(
             f"definition version {version.id} is a {version.definition.kind}, not a routing"
         )
-    deps = [p for p in _published(session) if p.kind != "routing"]
+    deps = [p for p in _published(session) if p.kind in ("rep_attributes", "calendar")]
     return _plan(session, (version.id, version.checksum), deps, version)
 
 
@@ -344,10 +367,39 @@ def current_plan(
     published = _published(session, extra_version_id=form_version_id)
     if form_version_id is not None and form_key is None:
         form_key = next((p.key for p in published if p.id == form_version_id and p.kind == "form"), None)
+    return _choose(session, published, form_key)
+
+
+def current_plan_and_form(
+    session: Session, *, form_key: str | None = None
+) -> tuple[RoutingPlan, PublishedVersion | None]:
+    """Return `current_plan(form_key=...)` and the published version of the form it reads; one query.
+
+    Intake uses it to find both definitions it needs with a single statement (the form version's
+    compiled spec is then cached by id and checksum); the form is None when the plan's form is not
+    published.
+    """
+    rows = tuple(tuple(row) for row in session.execute(_PUBLISHED_QUERIES[(True, False)]))
+    # The same published set (ids and checksums) gives the same answer: skip re-deriving it per intake.
+    key = (rows, form_key)
+    found = _CHOICES.get(key)
+    if found is not None:
+        return found
+    published = [PublishedVersion(*row) for row in rows]
+    plan = _choose(session, published, form_key)
+    form = next((p for p in published if p.kind == "form" and p.key == plan.form_key), None)
+    with _CACHE_LOCK:
+        if len(_CHOICES) >= CACHE_SIZE:
+            _CHOICES.clear()
+        _CHOICES[key] = (plan, form)
+    return plan, form
+
+
+def _choose(session: Session, published: list[PublishedVersion], form_key: str | None) -> RoutingPlan:
     routings = [p for p in published if p.kind == "routing"]
     if not routings:
         raise RoutingUnavailable("no routing definition is published")
-    deps = [p for p in published if p.kind in ("rep_attributes", "calendar") and p.id != form_version_id]
+    deps = [p for p in published if p.kind in ("rep_attributes", "calendar")]
     plans = [_plan(session, (r.id, r.checksum), deps) for r in routings]
     if form_key is not None:
         for_form = [p for p in plans if p.form_key == form_key]
@@ -368,6 +420,7 @@ def clear_plan_cache() -> None:
     """Forget every compiled plan (tests, and after restoring a database)."""
     with _CACHE_LOCK:
         _CACHE.clear()
+        _CHOICES.clear()
 
 
 def lead_facts(lead: Any) -> dict[str, Any]:

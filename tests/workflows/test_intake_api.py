@@ -184,7 +184,8 @@ def test_statements_per_api_intake(client: Any, runtime: Runtime, clock: FrozenC
     assert response.status_code == 201
     sql = [s for s in statements if not s.startswith(("BEGIN", "COMMIT"))]
     print(f"statements per API intake with an Idempotency-Key on SQLite: {len(sql)}")
-    assert len(sql) <= 15, sql
+    # The intake's own 8 (tests/workflows/test_intake_perf.py) + the channel and the idempotency record.
+    assert len(sql) <= 11, "\n".join(" ".join(s.split())[:120] for s in sql)
 
 
 def test_concurrent_duplicates_on_postgresql_make_one_lead(pg_runtime: Runtime, clock: FrozenClock) -> None:
@@ -219,19 +220,6 @@ def test_concurrent_duplicates_on_postgresql_make_one_lead(pg_runtime: Runtime, 
     assert len(replays) == threads // 2 - 1  # every keyed request but the first replays its reply
     assert _count(pg_runtime, IdempotencyRecord) == 1
     assert _count(pg_runtime, LeadDuplicate) == threads - 1 - (threads // 2 - 1)
-
-
-def test_statements_per_intake_on_postgresql(pg_runtime: Runtime, clock: FrozenClock) -> None:
-    from salesmesh.workflows.intake import intake_lead
-
-    with pg_runtime.db.session_scope() as session:
-        intake_world(session, clock)
-        intake_lead(session, channel="x", payload=payload(phone="13700000000", email=None), clock=clock)
-    with pg_runtime.db.session_scope() as session, counting(pg_runtime.db.engine) as statements:
-        assert intake_lead(session, channel="x", payload=payload(), clock=clock).created
-    sql = [s for s in statements if not s.startswith("BEGIN")]
-    print(f"statements per intake (service) on PostgreSQL: {len(sql)}")
-    assert len(sql) <= 15, sql
 
 
 def test_channel_commands(runtime: Runtime) -> None:

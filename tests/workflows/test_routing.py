@@ -7,12 +7,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
 from salesmesh.metamodel.versions import create_definition_draft, get_published, publish_version
 from salesmesh.platform.audit import AuditEvent, verify_chain
 from salesmesh.platform.clock import FrozenClock
+from salesmesh.platform.db import UTCDateTime
+from salesmesh.platform.models import User
 from salesmesh.platform.runtime import Runtime
 from salesmesh.workflows.models import Activity, Lead
 from salesmesh.workflows.routing import (
@@ -20,7 +22,9 @@ from salesmesh.workflows.routing import (
     RoutingUnavailable,
     current_plan,
     explain,
+    no_cooldown,
     route_lead,
+    set_cooldown_clause,
     set_cooldown_source,
 )
 from salesmesh.workflows.routing_models import RoundRobinCursor
@@ -231,6 +235,33 @@ def test_installed_cooldown_source_is_used(session: Session, clock: FrozenClock,
     assert owners == {md["sun"].id}
 
 
+def test_installed_cooldown_clause_is_read_inside_the_snapshot(
+    runtime: Runtime, session: Session, clock: FrozenClock, md: dict[str, Any]
+) -> None:
+    until = clock.now() + timedelta(hours=1)
+    zhao = md["zhao"].id
+    # A condition on users.id, as pools installs it: no statement of its own.
+    previous_clause = set_cooldown_clause(
+        lambda now: (User.__table__.c.id == zhao) & (now < literal(until, UTCDateTime()))
+    )
+    previous_source = set_cooldown_source(no_cooldown)
+    try:
+        assert _route(session, clock, COUNTY).outcome == "assigned"  # compiles the plan
+        lead = add_lead(session, clock, TOWNSHIP)
+        with counting(runtime.db.engine) as statements:
+            decision = route_lead(session, lead, clock=clock)
+        excluded = decision.explanation["attempts"][0]["excluded"]
+        assert {"user_id": zhao, "name": "Zhao Junior", "reasons": ["claim_cooldown"]} in excluded
+        assert decision.owner_id == md["sun"].id
+        # plan, snapshot (with the cooldown column), turn, notification, lead, decision, audit
+        assert len(statements) <= 7, "\n".join(" ".join(s.split())[:90] for s in statements)
+        clock.advance(hours=2)  # the cooldown is over: Zhao is back in the rotation
+        assert _route(session, clock, TOWNSHIP).owner_id == zhao
+    finally:
+        set_cooldown_clause(previous_clause)
+        set_cooldown_source(previous_source)
+
+
 def test_rule_daily_cap_hands_over_to_the_fallback_until_the_next_day(
     session: Session, clock: FrozenClock
 ) -> None:
@@ -353,18 +384,18 @@ def test_freshness_balancing_keeps_stale_leads_from_piling_up_on_one_rep(
 # --- the recorded decision ---------------------------------------------------------------------------
 
 
-def test_decision_activity_and_audit_are_written_in_the_callers_transaction(
+def test_decision_and_its_audit_event_are_written_in_the_callers_transaction(
     session: Session, clock: FrozenClock, md: dict[str, Any]
 ) -> None:
     lead = add_lead(session, clock, TOWNSHIP)
     decision = route_lead(session, lead, clock=clock)
-    activity = session.scalars(select(Activity).where(Activity.lead_id == lead.id)).one()
-    assert activity.kind == "routing_decision" and activity.actor_id is None
-    assert activity.owner_id == decision.owner_id == lead.owner_id
-    assert activity.data["decision_id"] == decision.id and activity.outcome == "assigned"
+    assert decision.owner_id == lead.owner_id and lead.assigned_at == clock.now()
+    # The audit event is the decision's timeline entry: no activity row repeats it.
+    assert session.scalars(select(Activity).where(Activity.lead_id == lead.id)).all() == []
     event = session.scalars(select(AuditEvent).where(AuditEvent.action == "lead.route")).one()
-    assert (event.object_type, event.object_id) == ("leads", lead.id)
+    assert (event.object_type, event.object_id, event.actor_id) == ("leads", lead.id, None)
     assert event.payload["owner_id"] == lead.owner_id and event.payload["rule"] == "primary_care_inclusive"
+    assert (event.payload["decision_id"], event.payload["outcome"]) == (decision.id, "assigned")
     assert verify_chain(session) is None
     session.rollback()  # nothing was committed by the service
     assert session.scalars(select(RoutingDecision)).all() == []
@@ -457,9 +488,10 @@ def test_statements_per_routed_lead_are_bounded(
         with counting(runtime.db.engine) as statements:
             decision = route_lead(session, lead, clock=clock)  # plan=None: finds the published plan too
         assert decision.outcome == "assigned" and decision.rule_key == "target"
-        assert len(statements) <= 8, statements
+        # plan, snapshot, claim cooldowns (pools), turn, lead, decision, audit
+        assert len(statements) <= 7, statements
         plan = current_plan(session)
         lead = add_lead(session, clock, {"segment": "target"})
         with counting(runtime.db.engine) as statements:
             route_lead(session, lead, clock=clock, plan=plan)
-        assert len(statements) <= 7, statements
+        assert len(statements) <= 6, statements

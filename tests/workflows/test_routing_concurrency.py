@@ -1,8 +1,8 @@
 """Round robin under concurrency: many threads, each with its own session and transaction, routing leads
 at the same moment over the same reps — every lead is assigned exactly once, every turn is taken exactly
 once, and per-rep counts differ by at most one. On PostgreSQL (the real production case) and on SQLite
-(writers serialised by BEGIN IMMEDIATE). `run_concurrent_routing` is reusable: the intake tests drive the
-issue's 1,000-lead case through the API with the same checks."""
+(writers serialised by BEGIN IMMEDIATE). The issue's 1,000 concurrent intakes over 7 reps, through the whole
+intake, are in test_intake_perf.py with the same checks."""
 
 from __future__ import annotations
 
@@ -110,5 +110,5 @@ def test_statements_per_routed_lead_on_postgresql(pg_runtime: Runtime, clock: Fr
             with counting(pg_runtime.db.engine) as statements:
                 decision = route_lead(session, lead, clock=clock, plan=plan)
             assert decision.outcome == "assigned"
-            # snapshot, turn, lead, decision, activity, audit lock + last + insert
-            assert len(statements) <= 8, statements
+            # snapshot, turn, lead, decision, the owner's notification, audit lock + insert
+            assert len(statements) <= 7, "\n".join(" ".join(s.split())[:100] for s in statements)
