@@ -1,10 +1,16 @@
-"""The audit log is a hash chain: appends link up, and any edit to history is detected."""
+"""The audit log is a hash chain: appends link up, and any edit to history is detected. Each append is one
+statement (plus the advisory lock on PostgreSQL) whose hash the database computes exactly as Python
+verifies it, and concurrent writers on PostgreSQL still form one unbroken chain."""
 
-from sqlalchemy import update
+import threading
+
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from salesmesh.platform.audit import GENESIS, AuditEvent, record_event, verify_chain
 from salesmesh.platform.clock import FrozenClock
+from salesmesh.platform.runtime import Runtime
+from tests.workflows.routing_helpers import counting
 
 
 def _append(session: Session, clock: FrozenClock, n: int) -> list[AuditEvent]:
@@ -44,3 +50,63 @@ def test_deleting_a_row_is_detected(session: Session, clock: FrozenClock) -> Non
     session.delete(events[1])
     session.flush()
     assert verify_chain(session) == 3
+
+
+def _odd_payloads() -> list[dict[str, object]]:
+    """Payloads whose canonical JSON the database must hash exactly as Python does."""
+    return [
+        {"名字": "张三", "note": '引号"和\\反斜杠', "ctl": "a\u0001b\nc"},
+        {"f": 1.5, "big": 2**40, "neg": -3, "none": None, "ok": True, "list": [1, "二", {"k": []}]},
+        {},
+    ]
+
+
+def test_each_event_is_one_statement_and_the_database_hashes_like_python(
+    runtime: Runtime, clock: FrozenClock
+) -> None:
+    with runtime.db.session_scope() as session:
+        for payload in _odd_payloads():
+            with counting(runtime.db.engine) as statements:
+                record_event(session, at=clock.now(), actor_id=None, action="t", payload=payload)
+            sql = [s for s in statements if not s.startswith("BEGIN")]
+            assert len(sql) == 1 and sql[0].startswith("INSERT INTO audit_events"), sql
+            clock.advance(seconds=1)
+    with runtime.db.session_scope() as session:
+        assert verify_chain(session) is None
+
+
+def test_concurrent_writers_chain_up_on_postgresql(pg_runtime: Runtime, clock: FrozenClock) -> None:
+    payloads = _odd_payloads()
+    with pg_runtime.db.session_scope() as session, counting(pg_runtime.db.engine) as statements:
+        record_event(session, at=clock.now(), actor_id=None, action="t", payload=payloads[0])
+    # The chain's advisory lock, then the append itself.
+    assert [s.split()[0] for s in statements if not s.startswith("BEGIN")] == ["SELECT", "INSERT"]
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def write(worker: int) -> None:
+        try:
+            start.wait()
+            for i in range(25):
+                with pg_runtime.db.session_scope() as session:
+                    record_event(
+                        session,
+                        at=clock.now(),
+                        actor_id=worker,
+                        action="t",
+                        object_id=i,
+                        payload=payloads[i % len(payloads)],
+                    )
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    with pg_runtime.db.session_scope() as session:
+        seqs = session.scalars(select(AuditEvent.seq).order_by(AuditEvent.seq)).all()
+        assert seqs == list(range(1, 102))
+        assert verify_chain(session) is None
