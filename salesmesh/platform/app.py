@@ -64,6 +64,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
         myday,
         new_leads,
         pipeline_views,
+        pool_views,
         public_form,
         record_views,
         routing_views,
@@ -83,6 +84,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     app.register_blueprint(action_views.bp)
     app.register_blueprint(new_leads.bp)
     app.register_blueprint(routing_views.bp)
+    app.register_blueprint(pool_views.bp)
     app.register_blueprint(pipeline_views.bp)
     app.register_blueprint(notification_views.bp)
     csrf.exempt(import_views.upload)  # raises the body limit for the file first, then checks CSRF itself

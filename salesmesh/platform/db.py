@@ -41,6 +41,7 @@ MODEL_MODULES = (
     "salesmesh.workflows.models",
     "salesmesh.workflows.routing_models",
     "salesmesh.workflows.intake_models",
+    "salesmesh.workflows.pool_models",
     "salesmesh.workflows.import_models",
     "salesmesh.workflows.action_models",
     "salesmesh.workflows.public_form_models",

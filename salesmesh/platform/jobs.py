@@ -50,6 +50,7 @@ TASK_MODULES = (
     "salesmesh.workflows.action_packs",
     # Deal lights: the stage-change receiver and the sweep of lights that time changes.
     "salesmesh.workflows.lights",
+    "salesmesh.workflows.pools",
 )
 DEFAULT_TIMEOUT = 600
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")

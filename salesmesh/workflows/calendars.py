@@ -6,7 +6,7 @@ reads one published document once; `is_working(at)` answers for an aware datetim
 time zone (a make-up working day wins over a holiday, a holiday over the weekly hours; "24:00" ends a
 day), and `day_start(at)` returns the UTC instant of local midnight, which routing uses as the start of
 "today" for daily caps. Routing is the first user; SLA and cooldown timers count working time on the
-same object.
+same object: `add_working_time(start, duration)` returns when `duration` of working time has passed.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+# How many days `add_working_time` walks at most (8760 working hours on a sparse calendar fit).
+MAX_WALK_DAYS = 5000
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 Intervals = tuple[tuple[int, int], ...]  # (start minute, end minute) pairs within a day
@@ -96,6 +98,28 @@ class WorkingCalendar:
     def day_start(self, at: datetime) -> datetime:
         """Return local midnight of the day `at` falls on, as an aware UTC datetime."""
         return day_start(at, self.tz)
+
+    def add_working_time(self, start: datetime, duration: timedelta) -> datetime:
+        """Return the aware UTC moment `duration` of working time after `start` (off-hours skipped)."""
+        at = start.astimezone(UTC)
+        left = duration
+        if left <= timedelta(0):
+            return at
+        day = start.astimezone(self.tz).date()
+        # Bounded: a calendar without any working time must fail rather than walk forever.
+        for _ in range(MAX_WALK_DAYS):
+            midnight = datetime.combine(day, time(0), tzinfo=self.tz)
+            for first, last in self.hours_on(day):
+                # Wall-clock minutes to UTC first, so arithmetic stays right across offset changes.
+                begin = max((midnight + timedelta(minutes=first)).astimezone(UTC), at)
+                end = (midnight + timedelta(minutes=last)).astimezone(UTC)
+                if begin >= end:
+                    continue
+                if end - begin >= left:
+                    return begin + left
+                left -= end - begin
+            day += timedelta(days=1)
+        raise CalendarError(f"calendar {self.key!r} has no working time in the next {MAX_WALK_DAYS} days")
 
 
 def day_start(at: datetime, tz: tzinfo) -> datetime:
