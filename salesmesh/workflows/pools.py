@@ -240,6 +240,8 @@ def claim_lead(session: Session, actor: User, lead_id: Any, *, clock: Clock) -> 
         raise Forbidden("not allowed: lead.claim")
     now = clock.now()
     lead = _pool_lead(session, lead_id)
+    if lead.owner_id == actor.id:
+        raise ClaimConflict("already_yours", N_("This lead is yours already."))
     if lead.status != POOLED or lead.owner_id is not None:
         raise _conflict()
     rules = pool_rules(session, lead.pool_key or "")

@@ -80,6 +80,8 @@ def test_a_lead_claimed_already_is_a_conflict_in_both_languages(
     assert caught.value.status == 409 and caught.value.code == "already_claimed"
     assert caught.value.text("en") == "Someone else claimed this lead first."
     assert caught.value.text("zh") == "这条线索已被其他人抢先领取。"
+    with pytest.raises(ClaimConflict, match="This lead is yours already"):  # the winner clicking twice
+        claim_lead(session, people["rep_a1"], lead.id, clock=clock)
     assert active_claims(session, lead.id) == 1
 
 
