@@ -16,44 +16,49 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.sql.schema import CallableColumnDefault
 
 T = TypeVar("T")
 
-_STATEMENTS: dict[Table, Any] = {}
+_PLANS: dict[Table, tuple[Any, list[tuple[str, Any]]]] = {}
 _LOCK = threading.Lock()
 
 
-def _statement(table: Table) -> Any:
-    stmt = _STATEMENTS.get(table)
-    if stmt is None:
-        stmt = insert(table).returning(table.c.id)
+def _plan(table: Table) -> tuple[Any, list[tuple[str, Any]]]:
+    """The table's INSERT and its columns with their defaults (a scalar, a callable, or none)."""
+    plan = _PLANS.get(table)
+    if plan is None:
+        columns = []
+        for column in table.columns:
+            if column.primary_key:
+                continue
+            default = column.default
+            if default is None:
+                columns.append((column.key, None))
+            elif default.is_scalar:
+                columns.append((column.key, default.arg))  # type: ignore[attr-defined]
+            else:
+                columns.append((column.key, default))
+        plan = (insert(table).returning(table.c.id), columns)
         with _LOCK:
-            _STATEMENTS[table] = stmt
-    return stmt
+            _PLANS[table] = plan
+    return plan
 
 
 def insert_row(session: Session, obj: T) -> T:
     """Insert the new object `obj` with one statement and attach it to the session; return it."""
-    table: Table = obj.__table__  # type: ignore[attr-defined]
-    state = vars(obj)
+    stmt, columns = _plan(obj.__table__)  # type: ignore[attr-defined]
+    # Unset columns take their defaults straight into the instance dict: the object is about to be
+    # handed over as loaded, so there is no change history to keep.
+    state = obj.__dict__
     values: dict[str, Any] = {}
-    for column in table.columns:
-        key = column.key
-        if column.primary_key:
-            continue
+    for key, default in columns:
         if key in state:
-            value = state[key]
+            values[key] = state[key]
         else:
-            default = column.default
-            if default is None:
-                value = None
-            elif default.is_scalar:
-                value = default.arg  # type: ignore[attr-defined]
-            else:
-                value = default.arg(None)  # type: ignore[attr-defined]
-            setattr(obj, key, value)
-        values[key] = value
-    obj.id = session.execute(_statement(table), values).scalar_one()  # type: ignore[attr-defined]
+            value = default.arg(None) if isinstance(default, CallableColumnDefault) else default
+            state[key] = values[key] = value
+    state["id"] = session.execute(stmt, values).scalar_one()
     make_transient_to_detached(obj)
     session.add(obj)
     return obj
