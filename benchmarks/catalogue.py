@@ -7,6 +7,7 @@ MODULES = (
     "benchmarks.condition_eval",
     "benchmarks.form_render",
     "benchmarks.routing_eval",
+    "benchmarks.board_team",
     "benchmarks.intake_e2e",
     "benchmarks.sweeper_drain",
 )

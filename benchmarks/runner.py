@@ -30,6 +30,9 @@ class Case:
     cleanup: Callable[[], None] = lambda: None
     before: Callable[[], None] = lambda: None  # untimed reset before every timed call
     notes: dict[str, Any] = field(default_factory=dict)
+    # Conditions besides the ratio that the case found broken (e.g. cost growing with history): the
+    # record fails with these messages whatever its ratio.
+    failures: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,8 @@ def measure(bench: Benchmark, size: str) -> dict[str, Any]:
         "baseline": round(case.units / b_med, 2) if b_med else None,
         "ratio": round(ratio, 4),
         "target": bench.target,
-        "pass": ratio >= bench.target,
+        "pass": ratio >= bench.target and not case.failures,
+        "failures": list(case.failures),
         "pairs": len(ratios),
         "ratios": [round(r, 4) for r in ratios],
         "notes": case.notes,
@@ -129,6 +133,7 @@ def check(path: Path) -> list[str]:
             failures.append(f"{path}: record {i} lacks {', '.join(missing)}")
         elif rec["ratio"] < rec["target"]:
             failures.append(f"{rec['name']}: ratio {rec['ratio']:.3f} below target {rec['target']}")
+        failures.extend(f"{rec.get('name')}: {message}" for message in rec.get("failures") or ())
     return failures
 
 

@@ -231,6 +231,32 @@ def _validate(query: BoardQuery, stages: list[str], rows: Sequence[RepRow]) -> N
         raise BoardError("/page", N_("Pages start at 1."))
 
 
+def _grid(
+    counts: Sequence[tuple[str, int | None, str, Any, int]], people: Sequence[User]
+) -> tuple[list[RepRow], dict[str, Cell], Cell]:
+    """Return the rows (by team, then name; "unassigned" last when it has deals), stage totals, total."""
+    rows = {person.id: RepRow(person) for person in people}
+    unassigned = RepRow(None)
+    column_totals: dict[str, Cell] = defaultdict(Cell)
+    totals = Cell()
+    for _p, owner, stage, light, n in counts:
+        row = rows.get(owner, unassigned) if owner is not None else unassigned
+        row.cells[stage].add(light, n)
+        row.total.add(light, n)
+        column_totals[stage].add(light, n)
+        totals.add(light, n)
+    ordered = sorted(
+        rows.values(),
+        key=lambda r: (
+            r.user.team.key if r.user and r.user.team else "",
+            r.user.name.lower() if r.user else "",
+        ),
+    )
+    if unassigned.total.total:
+        ordered.append(unassigned)
+    return ordered, column_totals, totals
+
+
 def load_board(session: Session, actor: User, query: BoardQuery, *, now: datetime) -> Board:
     """Return the board for `query` as `actor` sees it (reps: Forbidden; a foreign team: BoardError)."""
     policy.require(actor, "board.view")
@@ -259,25 +285,7 @@ def load_board(session: Session, actor: User, query: BoardQuery, *, now: datetim
     mine = [c for c in counts if c[0] == pipeline_key]
     extra = sorted({stage for _p, _o, stage, _l, _n in mine} - set(current))
     owner_ids = {owner for _p, owner, _s, _l, _n in mine if owner is not None}
-    rows = {person.id: RepRow(person) for person in _people(session, team, owner_ids)}
-    unassigned = RepRow(None)
-    column_totals: dict[str, Cell] = defaultdict(Cell)
-    totals = Cell()
-    for _p, owner, stage, light, n in mine:
-        row = rows.get(owner, unassigned) if owner is not None else unassigned
-        row.cells[stage].add(light, n)
-        row.total.add(light, n)
-        column_totals[stage].add(light, n)
-        totals.add(light, n)
-    ordered = sorted(
-        rows.values(),
-        key=lambda r: (
-            r.user.team.key if r.user and r.user.team else "",
-            (r.user.name if r.user else "").lower(),
-        ),
-    )
-    if unassigned.total.total:
-        ordered.append(unassigned)
+    ordered, column_totals, totals = _grid(mine, _people(session, team, owner_ids))
     stage_keys = current + extra
     stages = [
         StageColumn(key, labels.get(key, {"en": key, "zh": key}), column_totals[key], key in current)

@@ -27,11 +27,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm import Session
 
 from salesmesh.metamodel.models import Definition, DefinitionVersion
 from salesmesh.platform.clock import aware
@@ -62,8 +63,11 @@ WEEKDAYS_UTC = WorkingCalendar(
 # --- counting days ------------------------------------------------------------------------------------
 
 
-def _midnight(day: date, calendar: WorkingCalendar) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=calendar.tz).astimezone(UTC)
+@lru_cache(maxsize=8192)
+def _day_bounds(day: date, tz: tzinfo) -> tuple[datetime, datetime]:
+    """Return the UTC instants of local midnight at the start and end of `day` (boards reuse the days)."""
+    start = datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+    return start, datetime.combine(day + _DAY, time(0), tzinfo=tz).astimezone(UTC)
 
 
 def add_days(start: datetime, days: float, calendar: WorkingCalendar | None = None) -> datetime:
@@ -75,8 +79,8 @@ def add_days(start: datetime, days: float, calendar: WorkingCalendar | None = No
     day = start.astimezone(calendar.tz).date()
     for _ in range(MAX_WALK_DAYS):
         if calendar.hours_on(day):
-            begin = max(_midnight(day, calendar), at)
-            end = _midnight(day + _DAY, calendar)
+            midnight, end = _day_bounds(day, calendar.tz)
+            begin = max(midnight, at)
             if begin < end:
                 if end - begin >= left:
                     return begin + left
@@ -96,8 +100,8 @@ def elapsed_days(start: datetime, end: datetime, calendar: WorkingCalendar | Non
     last = end.astimezone(calendar.tz).date()
     while day <= last:
         if calendar.hours_on(day):
-            begin = max(_midnight(day, calendar), start)
-            stop = min(_midnight(day + _DAY, calendar), end)
+            midnight, next_midnight = _day_bounds(day, calendar.tz)
+            begin, stop = max(midnight, start), min(next_midnight, end)
             if stop > begin:
                 total += stop - begin
         day += _DAY
@@ -223,37 +227,43 @@ def _thresholds(session: Session, version_ids: set[int]) -> dict[int, tuple[floa
     return found
 
 
-def _compiled_calendar(version: DefinitionVersion) -> WorkingCalendar:
-    cache_key = (version.id, version.checksum)
-    with _LOCK:
-        found = _CALENDARS.get(cache_key)
-    if found is None:
-        try:
-            found = WorkingCalendar.from_document(version.document)
-        except CalendarError:
-            log.exception("calendar %r cannot be used for lights: counting Monday to Friday", version.id)
-            return WEEKDAYS_UTC
-        _remember(_CALENDARS, cache_key, found)
-    return found
-
-
 def working_calendars(session: Session, keys: Iterable[str | None]) -> dict[str | None, WorkingCalendar]:
-    """Return the published calendars `keys` for counting working days (Monday to Friday when unusable)."""
+    """Return the published calendars `keys` for counting working days (Monday to Friday when unusable).
+
+    One query names the published versions; their documents are read (a second query) only for versions
+    not compiled yet.
+    """
     keys = set(keys)
-    wanted = {key for key in keys if key}
+    wanted = sorted(key for key in keys if key)
     published: dict[str | None, WorkingCalendar] = {}
     if wanted:
-        versions = session.scalars(
-            select(DefinitionVersion)
-            .join(Definition)
+        rows = session.execute(
+            select(Definition.key, DefinitionVersion.id, DefinitionVersion.checksum)
+            .join(DefinitionVersion.definition)
             .where(
                 Definition.kind == "calendar",
-                Definition.key.in_(sorted(wanted)),
+                Definition.key.in_(wanted),
                 DefinitionVersion.status == "published",
             )
-            .options(contains_eager(DefinitionVersion.definition))
         ).all()
-        published = {version.definition.key: _compiled_calendar(version) for version in versions}
+        with _LOCK:
+            cached = {row.key: _CALENDARS.get((row.id, row.checksum)) for row in rows}
+        missing = {row.id: row for row in rows if cached[row.key] is None}
+        if missing:
+            documents = session.execute(
+                select(DefinitionVersion.id, DefinitionVersion.document).where(
+                    DefinitionVersion.id.in_(sorted(missing))
+                )
+            ).all()
+            for version_id, document in documents:
+                row = missing[version_id]
+                try:
+                    cached[row.key] = WorkingCalendar.from_document(document)
+                except CalendarError:
+                    log.exception("calendar %r cannot be used for lights: counting Monday to Friday", row.key)
+                    continue
+                _remember(_CALENDARS, (row.id, row.checksum), cached[row.key])
+        published = {key: calendar for key, calendar in cached.items() if calendar is not None}
     return {key: published.get(key, WEEKDAYS_UTC) for key in keys}
 
 
