@@ -8,8 +8,8 @@ MODULES = (
     "benchmarks.form_render",
     "benchmarks.routing_eval",
     "benchmarks.board_team",
-    "benchmarks.intake_e2e",
     "benchmarks.sweeper_drain",
+    "benchmarks.intake_e2e",
 )
 
 

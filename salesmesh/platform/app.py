@@ -82,11 +82,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None, runtime: Runti
     app.register_blueprint(myday.bp)
     app.register_blueprint(board_views.bp)
     app.register_blueprint(action_views.bp)
+    app.register_blueprint(notification_views.bp)
     app.register_blueprint(new_leads.bp)
     app.register_blueprint(routing_views.bp)
     app.register_blueprint(pool_views.bp)
     app.register_blueprint(pipeline_views.bp)
-    app.register_blueprint(notification_views.bp)
     csrf.exempt(import_views.upload)  # raises the body limit for the file first, then checks CSRF itself
     app.register_blueprint(import_views.bp)
     csrf.exempt(intake_api.bp)

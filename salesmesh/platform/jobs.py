@@ -40,6 +40,7 @@ TASK_MODULES = (
     "salesmesh.platform.sweeper",
     "salesmesh.platform.periodic",
     "salesmesh.workflows.import_steps",
+    "salesmesh.workflows.pools",
     "salesmesh.platform.notifications",
     "salesmesh.workflows.sla_sweep",
     # The approval deadline timer and the settlers it needs (moves, custom objection responses).
@@ -50,7 +51,6 @@ TASK_MODULES = (
     "salesmesh.workflows.action_packs",
     # Deal lights: the stage-change receiver and the sweep of lights that time changes.
     "salesmesh.workflows.lights",
-    "salesmesh.workflows.pools",
 )
 DEFAULT_TIMEOUT = 600
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
