@@ -37,8 +37,9 @@ def N_(message: str) -> str:
     return message
 
 
-def gettext(message: str, locale: str, **params: Any) -> str:
+def gettext(message: str, locale: str, /, **params: Any) -> str:
     """Translate `message` into `locale` and fill `%(name)s` placeholders."""
+    # Positional-only: placeholders may be called `message` or `locale` (a reminder's `%(message)s`).
     text = catalogue(locale).get(message, message) if locale != "en" else message
     return text % params if params else text
 

@@ -66,7 +66,7 @@ def current_locale() -> str:
     return g.locale
 
 
-def _(message: str, **params: Any) -> str:
+def _(message: str, /, **params: Any) -> str:
     """Translate a UI message into the request's locale."""
     return gettext(message, current_locale(), **params)
 

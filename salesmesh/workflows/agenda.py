@@ -1,11 +1,14 @@
-"""What is on a person's plate: "My day" (new leads to contact, follow-ups, due tasks, deals slipping)
-and the open tasks of one record (its next-step plan).
+"""What is on a person's plate: "My day" (new leads to contact, reminders, follow-ups, due tasks, deals
+slipping) and the open tasks of one record (its next-step plan).
 
 Read-only services (`verb_noun(session, actor, ...)`), every query scoped by the policy. "My day" is about
 the actor's own work: leads and deals they own and tasks assigned to them, oldest or most urgent first.
 Deals slip when their next step is overdue or when the pipeline's lights (computed by the pipeline
 runtime into `Deal.light`) turn yellow or red, red first; both feed the same section, so the lights slot
-in without a new screen. Each section returns at most `limit` rows and says whether there are more.
+in without a new screen. Reminders are the person's unread notifications of the kinds that ask them to
+act (`REMINDER_KINDS`: action-pack reminders and escalations, missed first-response deadlines, approvals),
+newest first, read from the notifications inbox in one indexed query. Each section returns at most `limit`
+rows and says whether there are more.
 """
 
 from __future__ import annotations
@@ -19,12 +22,24 @@ from sqlalchemy.orm import Session, joinedload
 
 from salesmesh.platform import policy
 from salesmesh.platform.models import User
+from salesmesh.platform.notifications import Notification
 from salesmesh.workflows.models import Customer, Deal, Lead, Task
 
 SECTION_LIMIT = 25
 # Leads still being worked (a converted lead's next step moved to its deal).
 OPEN_LEAD_STATUSES = ("new", "contacted", "qualified")
 SUBJECT_MODELS: dict[str, Any] = {"lead": Lead, "customer": Customer, "deal": Deal}
+# Notification kinds that ask the reader to do something (registered by the action kinds, the SLA sweep and
+# approvals); the rest of the inbox (new-lead notices, pool returns, survey answers) is news, not a to-do.
+REMINDER_KINDS = (
+    "actions.reminder",
+    "actions.escalation",
+    "lead.sla_missed",
+    "lead.sla_breached",
+    "approval.requested",
+    "approval.escalated",
+    "approval.decided",
+)
 
 
 @dataclass(frozen=True)
@@ -40,9 +55,10 @@ class Section:
 
 @dataclass(frozen=True)
 class MyDay:
-    """A rep's day: leads to contact, follow-ups due, tasks due, deals slipping."""
+    """A rep's day: leads to contact, unread reminders, follow-ups due, tasks due, deals slipping."""
 
     new_leads: Section
+    reminders: Section
     follow_ups: Section
     tasks: Section
     deals: Section
@@ -50,7 +66,13 @@ class MyDay:
     @property
     def empty(self) -> bool:
         """Return True when nothing needs the person today."""
-        return not (self.new_leads.rows or self.follow_ups.rows or self.tasks.rows or self.deals.rows)
+        return not (
+            self.new_leads.rows
+            or self.reminders.rows
+            or self.follow_ups.rows
+            or self.tasks.rows
+            or self.deals.rows
+        )
 
 
 def _section(session: Session, stmt: Any, limit: int) -> Section:
@@ -93,10 +115,26 @@ def my_day(
     ).order_by(red_first, Deal.next_step_due_at.is_(None), Deal.next_step_due_at, Deal.id)
     return MyDay(
         new_leads=_section(session, new_leads, limit),
+        reminders=unread_reminders(session, actor, limit=limit),
         follow_ups=_section(session, follow_ups, limit),
         tasks=_section(session, tasks, limit),
         deals=_section(session, deals, limit),
     )
+
+
+def unread_reminders(session: Session, actor: User, *, limit: int = SECTION_LIMIT) -> Section:
+    """Return the actor's own unread reminder notifications, newest first (marking one read is "done")."""
+    # Own rows only, like the inbox: a notification belongs to its person whatever their role.
+    stmt = (
+        select(Notification)
+        .where(
+            Notification.user_id == actor.id,
+            Notification.read_at.is_(None),
+            Notification.kind.in_(REMINDER_KINDS),
+        )
+        .order_by(Notification.id.desc())
+    )
+    return _section(session, stmt, limit)
 
 
 def open_tasks(session: Session, actor: User, *, subject_type: str, subject_id: int) -> list[Task]:

@@ -46,6 +46,8 @@ def test_gettext_and_labels() -> None:
     assert gettext("Home", "en") == "Home"
     assert gettext("Home", "zh") == "首页"
     assert gettext("Good to see you, %(name)s", "zh", name="王") == "王，你好"
+    # placeholders may share the names of gettext's own parameters (an action reminder's %(message)s)
+    assert gettext("%(message)s (%(locale)s)", "en", message="Call back", locale="zh") == "Call back (zh)"
     assert label({"en": "Signed", "zh": "签单"}, "zh") == "签单"
     assert label({"en": "Signed"}, "zh") == "Signed"
 
