@@ -4,8 +4,10 @@ The rule (`compute_light`, pure) looks at what the owner planned and when the de
 The deal is *due* at the earliest of its open tasks' due times and its next step's due time; a next step
 counts as done once the deal is worked on at or after its due time (an interaction logged or a stage
 entered). A deal with nothing planned is due from the moment it was last worked on: an untouched deal
-goes late by itself. From that moment (`overdue_since`) the light turns yellow `yellow_after_days` later
-and red `red_after_days` later (the pinned pipeline version's `lights`, default 1 and 3). With
+goes late by itself. From that moment (`overdue_since`) the light turns yellow once `yellow_after_days`
+have passed and red once *more than* `red_after_days` have passed (the pinned pipeline version's
+`lights`, default 1 and 3: yellow from 1 to 3 days late inclusive, red after 3), that is one microsecond
+(the clock's resolution) of counted time after the red threshold, which `light_changes_at` names. With
 `working_days` only the working dates of the pipeline's calendar count, whole (a Saturday, a holiday
 does not; Monday to Friday when the calendar is missing or unusable), so a step due on Friday noon is
 yellow on Monday noon, not on Saturday.
@@ -50,6 +52,7 @@ SWEEP_BATCH = 500
 # How many dates a working-day count walks at most (365 days of lateness on a sparse calendar fit).
 MAX_WALK_DAYS = 5000
 _DAY = timedelta(days=1)
+_TICK_DAYS = timedelta(microseconds=1) / _DAY  # the resolution of times, in days
 # Monday to Friday, whole days, UTC: what "working days" means for a pipeline without a usable calendar.
 WEEKDAYS_UTC = WorkingCalendar(
     key="",
@@ -168,7 +171,9 @@ def compute_light(
     if since is None:  # nothing to measure from: no plan and never worked on
         return LightState("green", None, None)
     yellow_at = rule.after(since, rule.yellow_after_days)
-    red_at = max(rule.after(since, rule.red_after_days), yellow_at)
+    # Exactly red_after_days late is still yellow; red begins one counted microsecond later (on a working
+    # calendar that may be the next working date, as a weekend adds no lateness).
+    red_at = rule.after(max(rule.after(since, rule.red_after_days), yellow_at), _TICK_DAYS)
     if now >= red_at:
         return LightState("red", since, None)
     if now >= yellow_at:

@@ -20,6 +20,7 @@ T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday
 D = timedelta(days=1)
 H = timedelta(hours=1)
 S = timedelta(seconds=1)
+US = timedelta(microseconds=1)  # the resolution of times: red begins this long after the threshold
 
 # A Beijing working week with a holiday on Monday 12 January and Saturday 17 January worked instead.
 CN = WorkingCalendar.from_document(
@@ -55,9 +56,12 @@ def case(
 CASES = [
     # Nothing planned: the deal is due from when it was last worked on (an activity or a stage entry).
     case("untouched half a day", T0 + 12 * H, ("green", T0, T0 + D), entered=T0),
-    case("untouched exactly 1 day", T0 + D, ("yellow", T0, T0 + 3 * D), entered=T0),
-    case("untouched 3 days less a second", T0 + 3 * D - S, ("yellow", T0, T0 + 3 * D), entered=T0),
-    case("untouched exactly 3 days", T0 + 3 * D, ("red", T0, None), entered=T0),
+    # Default thresholds: yellow from 1 to 3 days late inclusive, red once *more than* 3 days late.
+    case("untouched a day less a microsecond", T0 + D - US, ("green", T0, T0 + D), entered=T0),
+    case("untouched exactly 1 day", T0 + D, ("yellow", T0, T0 + 3 * D + US), entered=T0),
+    case("untouched 3 days less a second", T0 + 3 * D - S, ("yellow", T0, T0 + 3 * D + US), entered=T0),
+    case("untouched exactly 3 days", T0 + 3 * D, ("yellow", T0, T0 + 3 * D + US), entered=T0),
+    case("untouched 3 days and a microsecond", T0 + 3 * D + US, ("red", T0, None), entered=T0),
     case("untouched 4 days", T0 + 4 * D, ("red", T0, None), entered=T0),
     case(
         "activity after entry",
@@ -66,30 +70,54 @@ CASES = [
         act=T0 + 3 * D,
         entered=T0,
     ),
-    case("entry after activity", T0 + 2 * D, ("yellow", T0 + D, T0 + 4 * D), act=T0 - 9 * D, entered=T0 + D),
+    case(
+        "entry after activity",
+        T0 + 2 * D,
+        ("yellow", T0 + D, T0 + 4 * D + US),
+        act=T0 - 9 * D,
+        entered=T0 + D,
+    ),
     case("never worked on, nothing planned", T0, ("green", None, None)),
     # A plan: the earliest of the next step (until worked on at/after its due time) and the open tasks.
     case("next step ahead", T0, ("green", T0 + 5 * D, T0 + 6 * D), act=T0 - 10 * D, step=T0 + 5 * D),
-    case("next step 2 days late", T0, ("yellow", T0 - 2 * D, T0 + D), act=T0 - 3 * D, step=T0 - 2 * D),
+    case("next step 2 days late", T0, ("yellow", T0 - 2 * D, T0 + D + US), act=T0 - 3 * D, step=T0 - 2 * D),
     case("next step 5 days late", T0, ("red", T0 - 5 * D, None), act=T0 - 6 * D, step=T0 - 5 * D),
     case("next step done since", T0, ("green", T0 - 12 * H, T0 + 12 * H), act=T0 - 12 * H, step=T0 - 2 * D),
     case(
         "overdue task beats a touch", T0, ("red", T0 - 4 * D, None), act=T0 - H, step=T0 + D, task=T0 - 4 * D
     ),
     case(
-        "next step before task", T0, ("yellow", T0 - D, T0 + 2 * D), act=T0 - 3 * D, step=T0 - D, task=T0 + D
+        "next step before task",
+        T0,
+        ("yellow", T0 - D, T0 + 2 * D + US),
+        act=T0 - 3 * D,
+        step=T0 - D,
+        task=T0 + D,
     ),
     case("task ahead", T0, ("green", T0 + 2 * D, T0 + 3 * D), act=T0 - 8 * D, task=T0 + 2 * D),
-    # Thresholds from the pipeline: yellow at once, red after half a day; red before yellow is clamped.
-    case("yellow after 0 days", T0, ("yellow", T0, T0 + 12 * H), LightRule(0, 0.5), entered=T0),
-    case("red before yellow", T0 + 2 * D, ("red", T0, None), LightRule(2, 1), entered=T0),
+    # Thresholds from the pipeline: yellow at once, red after half a day; red before yellow is clamped
+    # (to just after yellow).
+    case("yellow after 0 days", T0, ("yellow", T0, T0 + 12 * H + US), LightRule(0, 0.5), entered=T0),
+    case("red before yellow", T0 + 2 * D, ("yellow", T0, T0 + 2 * D + US), LightRule(2, 1), entered=T0),
+    case("red before yellow, a bit later", T0 + 2 * D + US, ("red", T0, None), LightRule(2, 1), entered=T0),
     # Working days on the Beijing calendar: weekends and holidays do not count, make-up days do.
     case("Fri noon, Sat", cst(10), ("green", cst(9), cst(13)), CN_RULE, entered=cst(9)),
     case("Fri noon, Mon noon (holiday)", cst(12), ("green", cst(9), cst(13)), CN_RULE, entered=cst(9)),
-    case("Fri noon, Tue noon", cst(13), ("yellow", cst(9), cst(15)), CN_RULE, entered=cst(9)),
-    case("Fri noon, Thu noon", cst(15), ("red", cst(9), None), CN_RULE, entered=cst(9)),
+    case("Fri noon, Tue noon", cst(13), ("yellow", cst(9), cst(15) + US), CN_RULE, entered=cst(9)),
+    case("Fri noon, Thu noon: 3 days", cst(15), ("yellow", cst(9), cst(15) + US), CN_RULE, entered=cst(9)),
+    case("Fri noon, Thu noon and a bit", cst(15) + US, ("red", cst(9), None), CN_RULE, entered=cst(9)),
+    # Three working days end at Saturday 00:00: the weekend adds no lateness, red begins on Monday.
     case(
-        "Thu noon, make-up Sat", cst(17), ("yellow", cst(15), cst(19)), CN_RULE, act=cst(15), entered=cst(1)
+        "Wed 0h, Sun: 3 days", cst(25), ("yellow", cst(21, 0), cst(26, 0) + US), CN_RULE, entered=cst(21, 0)
+    ),
+    case("Wed 0h, Mon 0h and a bit", cst(26, 0) + US, ("red", cst(21, 0), None), CN_RULE, entered=cst(21, 0)),
+    case(
+        "Thu noon, make-up Sat",
+        cst(17),
+        ("yellow", cst(15), cst(19) + US),
+        CN_RULE,
+        act=cst(15),
+        entered=cst(1),
     ),
 ]
 
@@ -108,7 +136,7 @@ def test_rule_table(rule: LightRule, now: datetime, inputs: dict[str, Any], expe
 
 
 def test_the_light_changes_exactly_when_it_says() -> None:
-    """Just before `changes_at` the old light, at it the next one: the sweep may wake up exactly then."""
+    """A microsecond before `changes_at` the old light, at it the next: the sweep may wake up exactly then."""
     args = {
         "last_activity_at": None,
         "stage_entered_at": cst(9),
@@ -118,7 +146,7 @@ def test_the_light_changes_exactly_when_it_says() -> None:
     state = compute_light(CN_RULE, now=cst(9), **args)
     seen = [state.light]
     while state.changes_at is not None:
-        assert compute_light(CN_RULE, now=state.changes_at - S, **args).light == seen[-1]
+        assert compute_light(CN_RULE, now=state.changes_at - US, **args).light == seen[-1]
         state = compute_light(CN_RULE, now=state.changes_at, **args)
         seen.append(state.light)
     assert seen == ["green", "yellow", "red"]

@@ -1,6 +1,7 @@
 """Keeping deal lights current: the stage-change signal lights a new deal, activities, tasks and next steps
 recompute it, and the sweep moves lights that time alone changes, exactly at the thresholds of the
-medical-device pipeline (1 and 3 working days on the Beijing calendar: a weekend does not count)."""
+medical-device pipeline (1 and 3 working days on the Beijing calendar: a weekend does not count; yellow
+from 1 to 3 days late inclusive, red once more than 3)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from salesmesh.workflows.records import update_deal
 from tests.workflows.lights_support import beijing, md_company
 
 S = timedelta(seconds=1)
+US = timedelta(microseconds=1)
 
 
 @pytest.fixture
@@ -47,20 +49,30 @@ def test_a_new_deal_is_green_and_knows_when_it_turns_yellow(session: Session, md
     assert deal.light_changes_at == beijing(2026, 1, 12, 12)  # one working day: Monday noon, not Saturday
 
 
-def test_time_turns_it_yellow_then_red_exactly_at_the_thresholds(
+def test_time_turns_it_yellow_at_one_day_and_red_just_after_three(
     session: Session, clock: FrozenClock, md: SimpleNamespace
 ) -> None:
     deal = md.open_deal(md.rep_a1)
-    for moment, light in [
-        (beijing(2026, 1, 10, 12), "green"),  # Saturday: the weekend does not count
-        (beijing(2026, 1, 12, 12) - S, "green"),
-        (beijing(2026, 1, 12, 12), "yellow"),  # one working day after Friday noon
-        (beijing(2026, 1, 14, 12) - S, "yellow"),
-        (beijing(2026, 1, 14, 12), "red"),  # three working days: Wednesday noon
+    for moment, light, changes_at in [
+        (beijing(2026, 1, 10, 12), "green", beijing(2026, 1, 12, 12)),  # Saturday: the weekend does not count
+        (beijing(2026, 1, 12, 12) - US, "green", beijing(2026, 1, 12, 12)),
+        (
+            beijing(2026, 1, 12, 12),
+            "yellow",
+            beijing(2026, 1, 14, 12) + US,
+        ),  # one working day after Friday noon
+        (beijing(2026, 1, 14, 12) - S, "yellow", beijing(2026, 1, 14, 12) + US),
+        (
+            beijing(2026, 1, 14, 12),
+            "yellow",
+            beijing(2026, 1, 14, 12) + US,
+        ),  # exactly 3 working days: not more
+        (beijing(2026, 1, 14, 12) + US, "red", None),  # more than three working days
     ]:
         clock.set(moment)
         _sweep(session, clock)
-        assert session.get(Deal, deal.id).light == light, moment
+        row = session.get(Deal, deal.id)
+        assert (row.light, row.light_changes_at) == (light, changes_at), moment
     assert session.get(Deal, deal.id).light_changes_at is None  # red stays red until someone acts
     clock.advance(days=30)
     assert sweep_lights(session, now=clock.now()).checked == 0
@@ -131,7 +143,7 @@ def test_a_stage_move_recomputes_and_closing_puts_the_light_out(
     session: Session, clock: FrozenClock, md: SimpleNamespace
 ) -> None:
     deal = md.open_deal(md.rep_a1)
-    clock.set(beijing(2026, 1, 14, 12))
+    clock.set(beijing(2026, 1, 14, 13))
     _sweep(session, clock)
     deal = session.get(Deal, deal.id)
     assert deal.light == "red"
