@@ -20,10 +20,11 @@ import click
 
 from salesmesh.forms.files import FileStore
 from salesmesh.platform.cli import CliError, pass_runtime
+from salesmesh.platform.notifications import kick_delivery
 from salesmesh.platform.runtime import Runtime
 from salesmesh.workflows.import_models import ACTIVE_STATUSES, ImportRow, ImportRun
 from salesmesh.workflows.import_reading import ImportFileError, column_letter, column_name, find_column
-from salesmesh.workflows.import_steps import CHUNK_SIZE, advance_import
+from salesmesh.workflows.import_steps import CHUNK_SIZE, advance_import, wrote_leads
 from salesmesh.workflows.imports import (
     IMPORT_CHANNEL,
     ImportSetupInvalid,
@@ -133,6 +134,8 @@ def _drive(rt: Runtime, run_id: int, chunk_size: int) -> dict[str, Any]:
             run = advance_import(session, run_id, store=store, clock=rt.clock, chunk_size=chunk_size)
             if run is None:
                 raise CliError(f"no import run #{run_id}")
+            if wrote_leads(run):
+                kick_delivery(session, rt.jobs)  # new owners' e-mails/webhooks (embedded: run at exit)
             state = progress(run, rt.clock.now())
         if state["status"] == "draft":
             raise CliError(f"import #{run_id} was never started (it is a draft from the web page)")

@@ -20,7 +20,8 @@ when any row has an error), then writes all rows in one transaction, rolled back
 fail after all. A finished real run writes one `lead.import` audit event (dry runs change nothing; the
 run row records them). Because dry runs check chunk by chunk, their routing preview starts each chunk
 from the committed round-robin position, and a row repeating a row of an earlier chunk is found through
-the staged contact keys (`phone_key`, `email_key`).
+the staged contact keys (`phone_key`, `email_key`). A step that wrote leads starts the notifications
+delivery job once it commits (`wrote_leads`), so new owners hear by e-mail/webhook at once.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from salesmesh.forms.files import FileStore
 from salesmesh.platform.audit import record_event
 from salesmesh.platform.clock import Clock
 from salesmesh.platform.jobs import JobContext, job
+from salesmesh.platform.notifications import kick_delivery
 from salesmesh.workflows.import_models import ACTIVE_STATUSES, ImportRow, ImportRun
 from salesmesh.workflows.import_reading import (
     DEFAULT_LIMITS,
@@ -440,11 +442,24 @@ def _write_all(session: Session, run: ImportRun, world: _World, clock: Clock) ->
     _finish(session, run, "rejected", clock.now(), _rejected(len(failed)))
 
 
+def wrote_leads(run: ImportRun | None) -> bool:
+    """Tell whether the step just done may have written leads (and so notices for their owners).
+
+    True after a writing step that kept leads: one of row by row (still writing, or done) or the single
+    write of all or nothing (done). Checking steps, dry runs and rejected runs write none.
+    """
+    if run is None or run.dry_run or not (run.created_count or run.duplicate_count):
+        return False
+    return run.phase == "writing" or run.status == "done"
+
+
 @job(JOB, timeout=3600)
 def advance_job(ctx: JobContext, run_id: int) -> None:
     """Do one step of an import run and enqueue the next while the run is active."""
     run = advance_import(
         ctx.session, run_id, store=FileStore.for_settings(ctx.runtime.settings), clock=ctx.clock
     )
+    if wrote_leads(run):
+        kick_delivery(ctx.session, ctx.runtime.jobs)  # new owners hear by e-mail/webhook after this commit
     if run is not None and run.status in ACTIVE_STATUSES:
         schedule_import(ctx.runtime.jobs, ctx.session, run)

@@ -4,14 +4,18 @@ The request carries `X-Salesmesh-Channel` (the channel key), `X-Salesmesh-Timest
 and `X-Salesmesh-Signature: sha256=<hex HMAC-SHA256 of timestamp + "." + raw body>`; see
 `intake_channels.check_request` and docs/integrations.md. The body is `{"fields": {...form values...},
 "campaign": "...", "received_at": "<ISO 8601 with offset>"}` (only `fields` is required), read within
-the size and depth limits of `web.parse_json`. With an `Idempotency-Key` header the reply is stored
-with the sha256 of the body, unique per (channel, key), in the same transaction as the lead: the same
-key and body again replay it (`Idempotent-Replay: true`), the same key with another body is a 422, and
-a concurrent request with the same key that loses the race on the unique index rolls back and replays
-the winner's reply, so it never makes a second lead. Only executed intakes (201 new lead, 200 duplicate
-of an open lead) are stored; a rejected request may be corrected and retried under the same key. Errors
-are `{"error": {code, message, errors: [{path, message, message_zh}]}}` with JSON pointers into the
-body. Blueprint "intake_api", CSRF-exempt (signed, not cookie-authenticated).
+the size and depth limits of `web.parse_json`: a body over `max_request_bytes` is a 413 `too_large`, and
+a malformed `Idempotency-Key` a 400 `bad_idempotency_key`, before anything is written. With an
+`Idempotency-Key` header the reply is stored with the sha256 of the body, unique per (channel, key), in
+the same transaction as the lead: the same key and body again replay it (`Idempotent-Replay: true`), the
+same key with another body is a 422, and a concurrent request with the same key that loses the race on
+the unique index rolls back and replays the winner's reply, so it never makes a second lead. Only
+executed intakes (201 new lead, 200 duplicate of an open lead) are stored; a rejected request may be
+corrected and retried under the same key. Errors are `{"error": {code, message, errors: [{path,
+message, message_zh}]}}` with JSON pointers into the body. An executed intake starts the notifications
+delivery job once it commits (`notifications.kick_delivery`), so the owner's e-mail and webhook leave at
+once rather than with the next periodic run. Blueprint "intake_api", CSRF-exempt (signed, not
+cookie-authenticated).
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import and_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from werkzeug.exceptions import RequestEntityTooLarge
 
+from salesmesh.platform.notifications import kick_delivery
 from salesmesh.platform.web import ApiError, db, parse_json, runtime
 from salesmesh.workflows.intake import IntakeInvalid, IntakeResult, IntakeUnavailable, intake_lead
 from salesmesh.workflows.intake_channels import SKEW, SignatureRejected, check_request
@@ -85,9 +91,29 @@ def _idempotency_key() -> str | None:
         raise ApiError(
             400,
             "bad_idempotency_key",
-            f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters",
+            f"the Idempotency-Key header must be 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters",
+            [
+                _error(
+                    "",
+                    f"Idempotency-Key header: use 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters",
+                    f"Idempotency-Key 请求头应为 1 至 {MAX_IDEMPOTENCY_KEY} 个可打印的 ASCII 字符",
+                )
+            ],
         )
     return key
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(_exc: RequestEntityTooLarge) -> Any:
+    """Answer a body over the app's size limit in this API's error format (not the generic 413)."""
+    limit = runtime().settings.max_request_bytes
+    error = ApiError(
+        413,
+        "too_large",
+        f"the request body is larger than {limit} bytes",
+        [_error("", f"send at most {limit} bytes", f"请求内容不能超过 {limit} 字节")],
+    )
+    return jsonify(error.to_json()), 413
 
 
 def _envelope(body: dict[str, Any], now: datetime) -> tuple[dict[str, Any], str | None, datetime | None]:
@@ -217,6 +243,9 @@ def post_lead() -> Any:
                 created_at=rt.clock.now(),
             )
         )
+    # The owner's (or, for a duplicate, the original owner's) notice leaves after the commit; a lost
+    # idempotency race rolls back and drops this with everything else.
+    kick_delivery(session, rt.jobs)
     try:
         session.commit()
     except IntegrityError:

@@ -9,7 +9,8 @@ iframe) and relies on the signed single-use form token instead. Every response h
 `Cache-Control: no-store` (a cached page would hand one token to many visitors); bodies are limited to
 `MAX_FORM_BYTES`. A valid submission redirects (303) to the thank-you page in the same language, so a
 reload does not send it again; errors show the form again with values kept: 422 for field errors, 400 for
-a refused token or a too-quick submission, 429 with Retry-After past the hourly limits.
+a refused token or a too-quick submission, 429 with Retry-After past the hourly limits. A stored lead (new,
+or a duplicate whose owner is told) starts the notifications delivery job once the commit is done.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from salesmesh.platform.auth import client_ip
 from salesmesh.platform.i18n import LOCALES, N_, gettext
+from salesmesh.platform.notifications import kick_delivery
 from salesmesh.platform.web import current_locale, db, runtime
 from salesmesh.workflows.public_forms import (
     FormNotPublic,
@@ -160,6 +162,8 @@ def submit(form_key: str) -> Any:
             N_("This form has been sent too often. Please try again later."),
             {"Retry-After": str(result.retry_after)},
         )
+    if result.outcome in ("accepted", "duplicate"):
+        kick_delivery(session, rt.jobs)  # the owner's e-mail/webhook leave right after the commit
     session.commit()  # the attempt (and the lead) are kept whatever the page shows
     if result.thanked:
         return redirect(url_for(".thanks", form_key=page.key, lang=current_locale()), 303)

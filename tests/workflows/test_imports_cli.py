@@ -1,6 +1,6 @@
 """`salesmesh leads import`: progress on stderr, the per-row report on stdout, exit status 1 on errors,
 --dry-run, --map overrides by header or letter, --channel, --sheet, refusals as one line, and
-`resume-import` finishing a run whose process died."""
+`resume-import` finishing a run whose process died; writing steps start the notifications delivery."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from salesmesh.platform.cli import CliState, cli
 from salesmesh.platform.clock import FrozenClock
+from salesmesh.platform.notifications import Notification
 from salesmesh.platform.runtime import Runtime
 from salesmesh.workflows.import_models import ImportRun
 from salesmesh.workflows.models import Lead
@@ -55,6 +56,11 @@ def test_good_file_imports_with_progress_and_exit_0(
     assert "column A 'Name' -> contact_name" in result.stderr
     assert "import #1 done: 5 rows, created 5, duplicates 0 (linked, not errors), errors 0" in result.stdout
     assert _leads(runtime) == 5
+    # Each of the three writing steps started the owners' e-mail/webhook delivery once it committed.
+    assert runtime.jobs.backlog() == 3 and runtime.jobs.drain() == 3
+    with runtime.db.session_scope() as session:
+        states = session.scalars(select(Notification.outbox_state)).all()
+        assert len(states) == 5 and set(states) == {"done"}
 
 
 def test_errors_are_listed_by_row_and_column_and_exit_1(
@@ -77,7 +83,7 @@ def test_all_or_nothing_is_the_default_and_rejects(runtime: Runtime, reps: list[
     result = _invoke(runtime, "leads", "import", path)
     assert result.exit_code == 1
     assert "rejected: 4 rows, created 0" in result.stdout and "Nothing was imported" in result.stdout
-    assert _leads(runtime) == 0
+    assert _leads(runtime) == 0 and runtime.jobs.backlog() == 0  # nothing written, nobody to tell
 
 
 def test_dry_run_prints_what_each_row_would_do(runtime: Runtime, reps: list[int], tmp_path: Path) -> None:
@@ -90,7 +96,7 @@ def test_dry_run_prints_what_each_row_would_do(runtime: Runtime, reps: list[int]
     assert "row 2: would create a lead; " in result.stdout
     assert "row 4: duplicate, would be linked to the lead of row 2 (same phone)" in result.stdout
     assert "dry run #1 done: 3 rows, would create 2, duplicates 1" in result.stdout
-    assert _leads(runtime) == 0
+    assert _leads(runtime) == 0 and runtime.jobs.backlog() == 0
 
 
 def test_map_overrides_channel_and_sheet(runtime: Runtime, reps: list[int], tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
 from salesmesh.platform.models import User
+from salesmesh.platform.notifications import Notification
 from salesmesh.platform.runtime import Runtime
 from salesmesh.workflows.import_models import ImportRun
 from salesmesh.workflows.models import Lead
@@ -142,8 +143,9 @@ def test_upload_map_dry_run_then_import(
     token = csrf_token(client, f"/leads/imports/{run_id}")
     real_id = _run_id(client.post(f"/leads/imports/{run_id}/import", data={"csrf_token": token}))
     assert real_id != run_id
-    runtime.jobs.drain()
+    runtime.jobs.drain()  # the import's steps, and the delivery job its writing step enqueued
     assert _count(session, Lead) == 3
+    assert session.scalars(select(Notification.outbox_state)).all() == ["done"] * 3  # fanned out
     real = client.get(f"/leads/imports/{real_id}").get_data(as_text=True)
     assert "Import report" in real and 'data-outcome="error"' in real and 'data-outcome="created"' not in real
 

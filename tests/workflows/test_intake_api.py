@@ -1,9 +1,13 @@
 """POST /api/v1/leads: per-channel HMAC signatures (ok, bad, expired, rotated secret), idempotent replay,
-422 on a reused key with another body, validation errors as JSON pointers, duplicate linking, the
-statement gate, concurrent duplicates on PostgreSQL, and the `salesmesh channel` commands."""
+422 on a reused key with another body, malformed keys (400) and oversized bodies (413), validation errors
+as JSON pointers, duplicate linking, the new owner's e-mail and webhook end to end (delivery enqueued by
+the commit, sent once), the statement gate, concurrent duplicates on PostgreSQL, and the `salesmesh
+channel` commands."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import threading
 from typing import Any
@@ -15,14 +19,21 @@ from sqlalchemy import func, select
 from salesmesh.platform.app import create_app
 from salesmesh.platform.cli import CliState, cli
 from salesmesh.platform.clock import FrozenClock
+from salesmesh.platform.db import Base
+from salesmesh.platform.models import User
+from salesmesh.platform.notifications import Notification, run_delivery
+from salesmesh.platform.outbox import SENT, OutboxMessage, message_id
 from salesmesh.platform.runtime import Runtime
+from salesmesh.platform.settings import Settings
 from salesmesh.workflows.intake_channels import rotate_channel_secret, set_channel_active
 from salesmesh.workflows.intake_models import IdempotencyRecord, IntakeChannel, LeadDuplicate
 from salesmesh.workflows.models import Lead
+from tests.platform.notification_helpers import smtp_receiver, webhook_receiver
 from tests.workflows.intake_helpers import add_channel, body_of, intake_world, payload, signed_headers
 from tests.workflows.routing_helpers import counting
 
 URL = "/api/v1/leads"
+HOOK_SECRET = "webhook-secret-0123456789"
 
 
 @pytest.fixture
@@ -135,6 +146,98 @@ def test_idempotency_key_replays_and_refuses_a_different_body(
     assert dup.status_code == 200 and dup.json["duplicate_of_id"] == first.json["lead_id"]
     assert dup.json["duplicate"]["matched_on"] == "phone" and dup.json["owner"] == first.json["owner"]
     assert _count(runtime, Lead) == 1 and _count(runtime, LeadDuplicate) == 1
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["", "k" * 201, "clé-1", "tab\tinside"],
+    ids=["empty", "201 characters", "not ASCII", "control character"],
+)
+def test_a_malformed_idempotency_key_is_400_naming_the_header(
+    client: Any, runtime: Runtime, clock: FrozenClock, secret: str, key: str
+) -> None:
+    response = _post(client, secret, clock, body_of(payload()), **{"Idempotency-Key": key})
+    assert response.status_code == 400
+    error = response.json["error"]
+    assert error["code"] == "bad_idempotency_key" and "Idempotency-Key" in error["message"]
+    assert "Idempotency-Key" in error["errors"][0]["message"] and error["errors"][0]["message_zh"]
+    assert _count(runtime, Lead) == 0 and _count(runtime, IdempotencyRecord) == 0
+    assert runtime.jobs.backlog() == 0
+    # The longest allowed key is fine.
+    assert (
+        _post(client, secret, clock, body_of(payload()), **{"Idempotency-Key": "k" * 200}).status_code == 201
+    )
+
+
+def test_a_body_over_the_size_limit_is_413_in_the_api_format(
+    client: Any, runtime: Runtime, clock: FrozenClock, secret: str
+) -> None:
+    limit = runtime.settings.max_request_bytes
+    big = body_of(payload(), campaign="x" * limit)
+    assert len(big) > limit
+    response = _post(client, secret, clock, big)
+    assert response.status_code == 413
+    error = response.json["error"]
+    assert error["code"] == "too_large" and f"larger than {limit} bytes" in error["message"]
+    assert error["errors"][0]["message_zh"]
+    assert _count(runtime, Lead) == 0 and runtime.jobs.backlog() == 0
+
+
+def test_the_new_owner_gets_one_email_and_one_signed_webhook(settings: Settings, clock: FrozenClock) -> None:
+    with smtp_receiver() as (port, box), webhook_receiver() as (url, hooks):
+        rt = Runtime(
+            settings.with_(
+                smtp_host="127.0.0.1",
+                smtp_port=port,
+                smtp_from="crm@example.test",
+                base_url="https://crm.example",
+                notify_webhooks={"lead.assigned": url},
+                webhook_secret=HOOK_SECRET,
+            ),
+            clock=clock,
+        )
+        Base.metadata.create_all(rt.db.engine)
+        try:
+            with rt.db.session_scope() as session:
+                intake_world(session, clock)
+                secret = add_channel(session, clock)
+            client = create_app(rt.settings, runtime=rt).test_client()
+            response = _post(client, secret, clock, body_of(payload()), **{"Idempotency-Key": "o-1"})
+            assert response.status_code == 201
+            lead_id, owner_id = response.json["lead_id"], response.json["owner"]["id"]
+            # Nothing leaves inside the request: the commit enqueued the delivery job.
+            assert rt.jobs.backlog() == 1 and box.messages == [] and hooks.requests == []
+            replay = _post(client, secret, clock, body_of(payload()), **{"Idempotency-Key": "o-1"})
+            assert replay.headers["Idempotent-Replay"] == "true" and rt.jobs.backlog() == 1
+            assert rt.jobs.drain() == 1 and not rt.jobs.errors  # runs notifications.deliver
+            again = run_delivery(rt)  # a later run finds nothing more to send
+            assert (again.fanned_out, again.sent, again.retried, again.failed) == (0, 0, 0, 0)
+            with rt.db.session_scope() as session:
+                owner_email = session.get(User, owner_id).email  # type: ignore[union-attr]
+                (notice,) = session.scalars(select(Notification)).all()
+                outbox = {m.channel: m for m in session.scalars(select(OutboxMessage))}
+        finally:
+            rt.close()
+    assert (notice.user_id, notice.kind, notice.subject_id) == (owner_id, "lead.assigned", lead_id)
+    assert set(outbox) == {"email", "webhook"} and {m.status for m in outbox.values()} == {SENT}
+    (mail,) = box.messages
+    assert mail["To"] == owner_email and mail["From"] == "crm@example.test"
+    assert mail["Subject"] == "New lead for you: Dr Chen · Peking Union Hospital"
+    assert mail["Message-ID"] == message_id(f"notification:{notice.id}:email")
+    assert f"Open: https://crm.example/leads/{lead_id}" in mail.get_content()
+    ((headers, body),) = hooks.requests
+    timestamp = headers["x-salesmesh-timestamp"]
+    expected = hmac.new(HOOK_SECRET.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    assert headers["x-salesmesh-signature"] == f"sha256={expected}"
+    assert headers["x-salesmesh-event"] == "lead.assigned"
+    assert headers["idempotency-key"] == f"notification:{notice.id}:webhook"
+    sent = json.loads(body)
+    assert (sent["kind"], sent["user_id"], sent["subject"]) == (
+        "lead.assigned",
+        owner_id,
+        {"type": "lead", "id": lead_id},
+    )
+    assert sent["title"]["en"] == mail["Subject"] and sent["title"]["zh"].startswith("你有新线索")
 
 
 def test_validation_errors_are_json_pointers(

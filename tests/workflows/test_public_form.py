@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from salesmesh.platform.audit import AuditEvent
 from salesmesh.platform.clock import FrozenClock
+from salesmesh.platform.notifications import Notification
 from salesmesh.platform.runtime import Runtime
 from salesmesh.workflows.intake_models import LeadDuplicate
 from salesmesh.workflows.models import Activity, Lead
@@ -102,7 +103,12 @@ def test_valid_submission_makes_a_routed_lead_with_channel_and_campaign(
         assert (decision.outcome, decision.rule_key) == ("assigned", "key_account")
         event = session.scalars(select(AuditEvent).where(AuditEvent.action == "lead.intake")).one()
         assert event.object_id == lead.id
+        owner_notice = select(Notification).where(Notification.user_id == lead.owner_id)
+        assert session.scalars(owner_notice).one().outbox_state == "pending"
     assert _outcomes(runtime) == ["accepted"]
+    # The delivery of the owner's notice was enqueued by the commit; running it fans the notice out.
+    assert runtime.jobs.backlog() == 1 and runtime.jobs.drain() == 1
+    assert _count(runtime, Notification, Notification.outbox_state == "done") == 1
 
 
 def test_field_errors_come_back_next_to_their_fields_with_values_kept(
@@ -131,6 +137,7 @@ def test_honeypot_is_thanked_but_nothing_is_stored(
     assert response.status_code == 303 and response.headers["Location"].startswith("/f/test-lead/thanks")
     assert _count(runtime, Lead) == 0 and _count(runtime, LeadDuplicate) == 0
     assert _outcomes(runtime) == ["honeypot"]
+    assert runtime.jobs.backlog() == 0  # nobody to tell, nothing to deliver
 
 
 def test_too_quick_a_submission_is_refused_and_can_be_sent_again(
@@ -280,6 +287,7 @@ def test_a_returning_contact_is_linked_to_the_open_lead(
         notes = select(Activity).where(Activity.lead_id == lead.id, Activity.outcome == "duplicate_intake")
         assert len(session.scalars(notes).all()) == 1  # the owner is told
     assert _outcomes(runtime) == ["accepted", "duplicate"]
+    assert runtime.jobs.backlog() == 2  # one delivery per committed intake: the new lead, the duplicate
 
 
 def test_unknown_disabled_and_unrouted_forms_are_404(
