@@ -11,17 +11,22 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import Forbidden
 
+from salesmesh.platform.audit import AuditEvent
 from salesmesh.platform.clock import FrozenClock
 from salesmesh.platform.jobs import run_job
+from salesmesh.platform.models import User
 from salesmesh.platform.runtime import Runtime
-from salesmesh.workflows.activities import log_activity
+from salesmesh.workflows.activities import complete_task, create_task, log_activity
 from salesmesh.workflows.board import PAGE_SIZE, UNASSIGNED, BoardError, BoardQuery, load_board
 from salesmesh.workflows.lights import SWEEP_JOB, clear_light_caches
+from salesmesh.workflows.models import Activity, Deal, Task
 from tests.workflows.lights_support import add_user, beijing, md_company
 from tests.workflows.page_helpers import count_statements, make_app, sign_in
+from tests.workflows.routing_helpers import counting
 
 ZH = {"Accept-Language": "zh-CN,zh;q=0.9"}
 D = timedelta(days=1)
@@ -229,6 +234,68 @@ def test_statement_count_does_not_grow_with_reps_or_deals(
             md.row(rep, "solution_demo", light, clock.now() - 2 * D)
     session.commit()
     assert statements() == small
+
+
+HISTORY_TABLES = re.compile(r"\b(activities|audit_events|tasks)\b", re.I)
+
+
+def test_the_board_reads_no_history_and_costs_the_same_with_50_activities_per_deal(
+    runtime: Runtime, client: Any, session: Session, clock: FrozenClock, md: SimpleNamespace
+) -> None:
+    """The board reads the lights stored on the deals: 50 logged activities per deal (each with its audit
+    event) and finished tasks change none of its statements, and none reads those tables."""
+    deals = []
+    for entered, owner in [
+        (beijing(2026, 1, 12, 9), md.rep_a1),  # Monday: red by Friday noon
+        (beijing(2026, 1, 14, 9), md.rep_a2),  # Wednesday: yellow
+        (beijing(2026, 1, 16, 9), md.rep_a1),  # Friday morning: green
+    ]:
+        clock.set(entered)
+        deals.append(md.open_deal(owner, name=f"Deal of {owner.name} {entered:%d}"))
+    session.commit()
+    clock.set(beijing(2026, 1, 16, 12))
+    run_job(runtime, SWEEP_JOB, [])
+    sign_in(client, session, md.lead_a, clock)
+
+    def board_sql() -> list[str]:
+        assert client.get("/board").status_code == 200  # warm caches: the same work is measured twice
+        with counting(runtime.db.engine) as seen:
+            page = client.get("/board")
+        html = page.get_data(as_text=True)
+        assert page.status_code == 200 and all(deal.name in html for deal in deals)
+        return seen
+
+    def lights() -> list[tuple[str | None, Any]]:
+        session.expire_all()
+        return [(session.get(Deal, d.id).light, session.get(Deal, d.id).overdue_since) for d in deals]
+
+    before_lights = lights()
+    assert [light for light, _ in before_lights] == ["red", "yellow", "green"]
+    empty = board_sql()
+    assert empty and not [sql for sql in empty if HISTORY_TABLES.search(sql)]
+    audit_before = session.scalar(select(func.count()).select_from(AuditEvent))
+    for deal in deals:  # history from before the deals entered their stage: their lights stay as they are
+        owner = session.get(User, deal.owner_id)
+        for n in range(50):
+            log_activity(
+                session,
+                owner,
+                kind="call",
+                deal_id=deal.id,
+                clock=clock,
+                occurred_at=beijing(2026, 1, 5, 9) + timedelta(minutes=n),
+                summary=f"Call {n}",
+            )
+        for n in range(5):
+            task = create_task(session, owner, title=f"Task {n}", deal_id=deal.id, clock=clock)
+            complete_task(session, owner, task.id, clock=clock)
+    session.commit()
+    assert session.scalar(select(func.count()).select_from(Activity).where(Activity.kind == "call")) == 150
+    assert session.scalar(select(func.count()).select_from(AuditEvent)) - audit_before >= 150 + 30
+    assert session.scalar(select(func.count()).select_from(Task)) == 15
+    assert lights() == before_lights
+    full = board_sql()
+    assert full == empty  # the very same statements, in the same order
 
 
 def test_medical_device_deal_untouched_for_4_days_is_red_on_the_board(
