@@ -126,6 +126,73 @@ def test_a_deal_page_of_steps_shows_what_is_coming_and_what_ran(
     assert client.get(f"/deals/{other_id}/steps").status_code == 404
 
 
+ZH = {"Accept-Language": "zh-CN,zh;q=0.9"}
+
+
+def test_the_failed_actions_and_deal_steps_pages_in_chinese(
+    runtime: Runtime, clock: FrozenClock, app: Any, client: Any, world: dict[str, Any]
+) -> None:
+    clock.set(ENTERED + timedelta(hours=24))
+    sweep_all(runtime)
+    rep = app.test_client()
+    login(rep, world["rep"])  # the rep's own locale is Chinese; the browser asks for it too
+    page = rep.get(f"/deals/{world['deal']}/steps", headers=ZH)
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    upcoming = html.split('data-testid="upcoming-steps"')[1].split("</table>")[0]
+    past = html.split('data-testid="past-steps"')[1].split("</table>")[0]
+    for text in ("动作包步骤", "即将执行", "已处理的步骤", "步骤", "截止日期", "状态"):
+        assert text in html, text
+    assert "发送成功案例" in upcoming and "演示满意度调查" in upcoming and "已排期" in upcoming
+    assert "准备技术参数表" in past and "已完成" in past and "方案演示动作包" in past
+    for english in (
+        "Action-pack steps",
+        "Upcoming",
+        "Earlier steps",
+        "Scheduled",
+        "Done",
+        "Send case studies",
+    ):
+        assert english not in html, english
+
+    timer_id = _fail_the_survey(runtime, clock, world)
+    assert login(client, "ops@hospital-sales.test").status_code == 302  # no locale of their own
+    failed = client.get("/ops/failed-actions", headers=ZH)
+    html = failed.get_data(as_text=True)
+    assert failed.status_code == 200 and f'data-timer="{timer_id}"' in html
+    for text in (
+        "失败的动作",
+        "多次重试后仍失败的动作包步骤",
+        "商机",
+        "步骤",
+        "尝试次数",
+        "错误",
+        "重新执行",
+    ):
+        assert text in html, text
+    assert "演示满意度调查" in html and "方案演示动作包" in html  # the pack's own Chinese labels
+    for english in ("Failed actions", "Run again", "Attempts", "Demo satisfaction survey"):
+        assert english not in html, english
+    assert "Run again" in client.get("/ops/failed-actions").get_data(as_text=True)  # English stays English
+    rep = app.test_client()  # days later: the rep's session went idle
+    login(rep, world["rep"])
+    past = rep.get(f"/deals/{world['deal']}/steps", headers=ZH).get_data(as_text=True)
+    assert 'data-state="failed"' in past and "失败" in past.split('data-state="failed"')[1].split("</tr>")[0]
+
+    with runtime.db.session_scope() as s:
+        s.get(Deal, world["deal"]).primary_contact_id = world["contact"]
+    token = csrf_token(client, "/ops/failed-actions")
+    retried = client.post(
+        f"/ops/failed-actions/{timer_id}/retry", data={"csrf_token": token}, headers=ZH, follow_redirects=True
+    )
+    assert "该步骤将在片刻后重新执行。" in retried.get_data(as_text=True)
+    sweep_all(runtime)
+    empty = client.get("/ops/failed-actions", headers=ZH).get_data(as_text=True)
+    assert "没有失败的动作。所有到期步骤均已执行或正在重试。" in empty
+    done = rep.get(f"/deals/{world['deal']}/steps", headers=ZH).get_data(as_text=True)
+    assert "该商机没有待执行的步骤。" in done
+
+
 def _invitation(runtime: Runtime, clock: FrozenClock, world: dict[str, Any]) -> SurveyInvitation:
     clock.set(beijing(2026, 3, 9, 9, 0))
     sweep_all(runtime)
