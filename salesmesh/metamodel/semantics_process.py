@@ -1,13 +1,21 @@
 """Semantic checks of the process kinds: pipelines (stages, key nodes, exit criteria, transitions, mode,
-lights), routing (channels, rule strategies, SLA), action packs (step offsets), objection
-libraries, commission policies and engagement scoring.
+lights), routing (channels, rule strategies, the high-grade condition, SLA), action packs (step offsets),
+objection libraries, commission policies and engagement scoring.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from salesmesh.metamodel.semantics import duplicates, err, not_allowed, unknown
+from salesmesh.metamodel.conditions import condition_errors
+from salesmesh.metamodel.semantics import (
+    MAX_CONDITION_DEPTH,
+    MAX_CONDITION_NODES,
+    duplicates,
+    err,
+    not_allowed,
+    unknown,
+)
 from salesmesh.metamodel.validation_errors import ValidationError
 
 # --- pipeline ----------------------------------------------------------------------------------------
@@ -174,12 +182,18 @@ def _check_assignment(item: dict[str, Any], path: str, channels: set[str]) -> li
 
 
 def check_routing(doc: dict[str, Any]) -> list[ValidationError]:
-    """Check channel and rule keys, rule → channel/pool/weights consistency and the SLA settings."""
+    """Check channel and rule keys, rule → channel/pool/weights consistency, `high_grade` and the SLA."""
     errors = duplicates(doc["channels"], "/channels") + duplicates(doc["rules"], "/rules")
     channels = {c["key"] for c in doc["channels"]}
     for ri, rule in enumerate(doc["rules"]):
         errors.extend(_check_assignment(rule, f"/rules/{ri}", channels))
     errors.extend(_check_assignment(doc["fallback"], "/fallback", channels))
+    if "high_grade" in doc:
+        # Not a name every kind treats as a condition (semantics.CONDITION_KEYS), so checked here.
+        problems = condition_errors(
+            doc["high_grade"], "/high_grade", max_depth=MAX_CONDITION_DEPTH, max_nodes=MAX_CONDITION_NODES
+        )
+        errors.extend(err(p["path"], p["message"], p["message_zh"]) for p in problems)
     sla = doc.get("first_response_sla")
     if sla:
         if "escalate_to" in sla and sla["on_breach"] != "escalate":

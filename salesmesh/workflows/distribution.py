@@ -2,12 +2,15 @@
 
 Read from the routing decisions themselves (assigned ones, in a time range, optionally for one routing
 key): per rep and channel the count, the median lead age at assignment (minutes between the lead
-arriving and being routed) and the share of high-grade leads (`institution_grade` in `high_grades`,
-tertiary hospitals by default), with totals per rep and per channel and the Gini coefficient of the
-per-rep counts (among reps who received any). This is the measure behind freshness balancing: a rep
-who only ever gets stale or low-grade leads shows up here. One SELECT; the actor's record scope applies
-to the leads (ops and admins see everything, a team lead their team, a rep their own); `actor=None` is
-the system.
+arriving and being routed) and the share of high-grade leads, with totals per rep and per channel and the
+Gini coefficient of the per-rep counts (among reps who received any). This is the measure behind
+freshness balancing: a rep who only ever gets stale or low-grade leads shows up here. "High grade" is
+what the routing definition's `high_grade` condition says (`lead_grade`), applied to the lead as it is
+now; the published version of each decision's routing decides, so every period is measured alike (the
+version the decision was made under when its routing has no published version left). The share counts
+only leads whose routing defines `high_grade`: None ("—") when none does. One SELECT for the decisions
+and one for the routing documents; the actor's record scope applies to the leads (ops and admins see
+everything, a team lead their team, a rep their own); `actor=None` is the system.
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from salesmesh.metamodel.models import Definition, DefinitionVersion
 from salesmesh.platform import policy
 from salesmesh.platform.models import User
+from salesmesh.workflows.lead_grade import GradeTest, high_grade_test, is_high_grade, share
 from salesmesh.workflows.models import Lead
 from salesmesh.workflows.routing_models import RoutingDecision
+from salesmesh.workflows.routing_plan import RoutingUnavailable, lead_facts
 from salesmesh.workflows.simulate import gini
-
-HIGH_GRADES = ("tertiary_a", "tertiary")
 
 
 @dataclass
@@ -56,11 +60,55 @@ class DistributionReport:
         }
 
 
-def _figures(ages: list[int], high: int) -> dict[str, Any]:
+def _figures(ages: list[int], grades: list[bool | None]) -> dict[str, Any]:
+    graded = [g for g in grades if g is not None]
     return {
         "count": len(ages),
         "median_age_minutes": round(median(ages) / 60, 1) if ages else None,
-        "high_grade_share": round(high / len(ages), 3) if ages else None,
+        "high_grade_share": share(sum(graded), len(graded)),
+    }
+
+
+def _compiled(document: Any) -> GradeTest | None:
+    try:
+        return high_grade_test(document or {})
+    except RoutingUnavailable:
+        return None  # a stored document that does not compile defines nothing to measure
+
+
+def _grade_tests(session: Session, rows: Sequence[Any]) -> dict[tuple[str, int], GradeTest | None]:
+    """Return the high-grade test per (routing key, version id) of the rows (published version first)."""
+    keys = {row.routing_key for row in rows}
+    if not keys:
+        return {}
+    published = {
+        key: _compiled(document)
+        for key, document in session.execute(
+            select(Definition.key, DefinitionVersion.document)
+            .join(Definition, Definition.id == DefinitionVersion.definition_id)
+            .where(
+                Definition.kind == "routing",
+                Definition.key.in_(sorted(keys)),
+                DefinitionVersion.status == "published",
+            )
+        )
+    }
+    pinned_ids = {row.routing_version_id for row in rows if row.routing_key not in published}
+    pinned: dict[int, GradeTest | None] = {}
+    if pinned_ids:
+        pinned = {
+            version_id: _compiled(document)
+            for version_id, document in session.execute(
+                select(DefinitionVersion.id, DefinitionVersion.document).where(
+                    DefinitionVersion.id.in_(sorted(pinned_ids))
+                )
+            )
+        }
+    return {
+        (row.routing_key, row.routing_version_id): (
+            published[row.routing_key] if row.routing_key in published else pinned.get(row.routing_version_id)
+        )
+        for row in rows
     }
 
 
@@ -71,7 +119,6 @@ def distribution_report(
     since: datetime,
     until: datetime,
     routing_key: str | None = None,
-    high_grades: Sequence[str] = HIGH_GRADES,
 ) -> DistributionReport:
     """Report lead distribution per rep and channel over decisions made in [since, until)."""
     stmt = (
@@ -80,7 +127,18 @@ def distribution_report(
             User.name,
             RoutingDecision.channel,
             RoutingDecision.lead_age_seconds,
+            RoutingDecision.routing_key,
+            RoutingDecision.routing_version_id,
+            RoutingDecision.decided_at,
+            # What `lead_facts` reads, so the high-grade condition sees what the rules saw.
+            Lead.institution,
             Lead.institution_grade,
+            Lead.region,
+            Lead.phone,
+            Lead.email,
+            Lead.campaign,
+            Lead.source_channel,
+            Lead.received_at,
             Lead.data,
         )
         .join(Lead, Lead.id == RoutingDecision.lead_id)
@@ -95,32 +153,32 @@ def distribution_report(
         stmt = stmt.where(RoutingDecision.routing_key == routing_key)
     if actor is not None:
         stmt = policy.scope(stmt, actor, Lead)
-    high_set = set(high_grades)
-    cells: dict[tuple[int, str], tuple[list[int], list[bool]]] = defaultdict(lambda: ([], []))
+    rows = session.execute(stmt).all()
+    tests = _grade_tests(session, rows)
+    cells: dict[tuple[int, str], tuple[list[int], list[bool | None]]] = defaultdict(lambda: ([], []))
     names: dict[int, str] = {}
-    for owner_id, name, channel, age, grade, data in session.execute(stmt):
-        names[owner_id] = name
-        grade = grade if grade is not None else (data or {}).get("institution_grade")
-        ages, highs = cells[(owner_id, channel)]
-        ages.append(age)
-        highs.append(grade in high_set)
+    for row in rows:
+        names[row.owner_id] = row.name
+        test = tests[(row.routing_key, row.routing_version_id)]
+        ages, grades = cells[(row.owner_id, row.channel)]
+        ages.append(row.lead_age_seconds)
+        grades.append(None if test is None else is_high_grade(test, lead_facts(row), row.decided_at))
     report = DistributionReport(since=since, until=until, routing_key=routing_key)
-    per_rep: dict[int, tuple[list[int], int]] = defaultdict(lambda: ([], 0))
-    per_channel: dict[str, tuple[list[int], int]] = defaultdict(lambda: ([], 0))
-    for (owner_id, channel), (ages, highs) in sorted(cells.items(), key=lambda kv: (names[kv[0][0]], kv[0])):
-        high = sum(highs)
+    per_rep: dict[int, tuple[list[int], list[bool | None]]] = defaultdict(lambda: ([], []))
+    per_channel: dict[str, tuple[list[int], list[bool | None]]] = defaultdict(lambda: ([], []))
+    for (owner_id, channel), (ages, grades) in sorted(cells.items(), key=lambda kv: (names[kv[0][0]], kv[0])):
         report.rows.append(
-            {"user_id": owner_id, "name": names[owner_id], "channel": channel, **_figures(ages, high)}
+            {"user_id": owner_id, "name": names[owner_id], "channel": channel, **_figures(ages, grades)}
         )
-        rep_ages, rep_high = per_rep[owner_id]
-        per_rep[owner_id] = (rep_ages + ages, rep_high + high)
-        ch_ages, ch_high = per_channel[channel]
-        per_channel[channel] = (ch_ages + ages, ch_high + high)
+        for bucket in (per_rep[owner_id], per_channel[channel]):
+            bucket[0].extend(ages)
+            bucket[1].extend(grades)
     report.reps = [
-        {"user_id": uid, "name": names[uid], **_figures(ages, high)} for uid, (ages, high) in per_rep.items()
+        {"user_id": uid, "name": names[uid], **_figures(ages, grades)}
+        for uid, (ages, grades) in per_rep.items()
     ]
     report.channels = [
-        {"channel": ch, **_figures(ages, high)} for ch, (ages, high) in sorted(per_channel.items())
+        {"channel": ch, **_figures(ages, grades)} for ch, (ages, grades) in sorted(per_channel.items())
     ]
     report.total = sum(r["count"] for r in report.reps)
     report.gini = gini([r["count"] for r in report.reps])

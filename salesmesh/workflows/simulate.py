@@ -11,7 +11,9 @@ SELECT statements run.
 `recent_leads(session, last=N)` takes the last N real leads; `leads_from_rows(rows)` takes dicts (a
 CSV read by the caller). The result gives per-rep and per-channel distribution, per-rule counts, the
 Gini coefficient of the per-rep counts among reps who could take at least one lead (overall and per
-channel), cap hits (a rep passed over because of a daily cap) and the unroutable leads.
+channel), cap hits (a rep passed over because of a daily cap), the unroutable leads, and how many leads
+are high grade by the simulated version's `high_grade` condition (`lead_grade`), overall and per rep with
+each rep's share (None when the version defines no `high_grade`).
 `compare(a, b)` lays two results side by side; `compare_with_published(session, version_id, leads)`
 runs a draft and the published version of the same routing over the same leads.
 """
@@ -31,6 +33,7 @@ from salesmesh.metamodel.models import Definition, DefinitionVersion
 from salesmesh.platform.clock import Clock
 from salesmesh.platform.models import Team, User
 from salesmesh.workflows.calendars import day_start
+from salesmesh.workflows.lead_grade import high_grade_test, is_high_grade, share
 from salesmesh.workflows.models import Lead
 from salesmesh.workflows.routing_decide import RepState, decide
 from salesmesh.workflows.routing_plan import (
@@ -68,6 +71,7 @@ class SimulationResult:
     gini_by_channel: dict[str, float] = field(default_factory=dict)
     unroutable: list[Any] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)
+    high_grade: int | None = None  # leads meeting the version's `high_grade` (None: it defines none)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the result as JSON-ready data (rep ids become strings)."""
@@ -89,6 +93,7 @@ class SimulationResult:
             "gini_by_channel": self.gini_by_channel,
             "unroutable": self.unroutable,
             "decisions": self.decisions,
+            "high_grade": self.high_grade,
         }
 
 
@@ -196,6 +201,9 @@ def simulate(
     cap_total = 0
     counts: Counter[int] = Counter()
     by_channel: dict[int, Counter[str]] = defaultdict(Counter)
+    grade = high_grade_test(plan.document)
+    high_by_rep: Counter[int] = Counter()
+    high_total = 0
     fresh = plan.freshness
     stale_after = fresh.stale_after.total_seconds() if fresh else 0.0
     scopes = [a.scope for a in plan.rules] + [FALLBACK_SCOPE]
@@ -228,6 +236,8 @@ def simulate(
         )
         a = out.assignment
         result.total += 1
+        high = grade is not None and is_high_grade(grade, lead.facts, now)
+        high_total += high
         rule_name = a.key or "fallback"
         for reason in CAP_REASONS:
             for rep_id in out.exclusions.get(reason, ()):
@@ -245,6 +255,7 @@ def simulate(
             result.assigned += 1
             eligible_seen[a.channel].update(out.eligible_ids)
             counts[owner.id] += 1
+            high_by_rep[owner.id] += high
             by_channel[owner.id][a.channel] += 1
             daily[(owner.id, day)] += 1
             daily_scope[(owner.id, day, a.scope)] += 1
@@ -267,9 +278,16 @@ def simulate(
     names = {rep.id: rep.name for rep in reps}
     everyone = set().union(*eligible_seen.values()) if eligible_seen else set()
     result.per_rep = {
-        rep_id: {"name": names[rep_id], "count": counts[rep_id], "channels": dict(by_channel[rep_id])}
+        rep_id: {
+            "name": names[rep_id],
+            "count": counts[rep_id],
+            "channels": dict(by_channel[rep_id]),
+            "high_grade": high_by_rep[rep_id] if grade is not None else None,
+            "high_grade_share": share(high_by_rep[rep_id], counts[rep_id]) if grade is not None else None,
+        }
         for rep_id in sorted(everyone | set(counts))
     }
+    result.high_grade = high_total if grade is not None else None
     result.gini = gini([counts[r] for r in everyone])
     result.gini_by_channel = {
         channel: gini([by_channel[r][channel] for r in ids]) for channel, ids in sorted(eligible_seen.items())
@@ -326,6 +344,7 @@ def compare(a: SimulationResult, b: SimulationResult) -> dict[str, Any]:
             k: {"a": getattr(a, k), "b": getattr(b, k)} for k in ("total", "assigned", "pooled", "unassigned")
         },
         "gini": {"a": a.gini, "b": b.gini},
+        "high_grade": {"a": a.high_grade, "b": b.high_grade},
         "cap_hits": {"a": a.cap_hits.get("total", 0), "b": b.cap_hits.get("total", 0)},
         "per_rep": [
             {
@@ -334,6 +353,10 @@ def compare(a: SimulationResult, b: SimulationResult) -> dict[str, Any]:
                 "a": rep_count(a, r),
                 "b": rep_count(b, r),
                 "delta": rep_count(b, r) - rep_count(a, r),
+                "high_grade_share": {
+                    "a": a.per_rep.get(r, {}).get("high_grade_share"),
+                    "b": b.per_rep.get(r, {}).get("high_grade_share"),
+                },
             }
             for r in reps
         ],

@@ -291,6 +291,14 @@ BROKEN: list[tuple[str, str, Callable[[dict[str, Any]], None], str]] = [
     ),
     ("routing", "daily cap zero", _set("/rules/0/daily_cap", 0), "/rules/0/daily_cap"),
     ("routing", "form key malformed", _set("/form", "Lead Form"), "/form"),
+    ("routing", "high grade not a condition", _set("/high_grade", ["tertiary_a"]), "/high_grade"),
+    ("routing", "high grade unknown operator", _set("/high_grade", {"bogus": [1]}), "/high_grade"),
+    (
+        "routing",
+        "high grade bad inner condition",
+        _set("/high_grade", {"or": [{"==": [{"var": "grade"}, "a"]}, {"var": [1, 2, 3, 4]}]}),
+        "/high_grade/or/1",
+    ),
     # action pack
     (
         "action_pack",

@@ -1,5 +1,6 @@
-"""The routing engine: the shipped packs' rules, every strategy, every exclusion with its reason, the
-fallback, the recorded decision (pin, explanation, activity, audit) and the statement-count gate."""
+"""The routing engine: the shipped packs' rules, what their conditions read (the lead's own facts, no
+customer record), every strategy, every exclusion with its reason, the fallback, the recorded decision
+(pin, explanation, activity, audit) and the statement-count gate."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from salesmesh.workflows.routing import (
     RoutingUnavailable,
     current_plan,
     explain,
+    lead_facts,
     no_cooldown,
     route_lead,
     set_cooldown_clause,
@@ -106,6 +108,26 @@ def test_township_clinic_goes_to_the_inclusive_channel(
     assert decision.rule_key == "primary_care_inclusive" and decision.strategy == "round_robin"
     # junior/intermediate or under 3 years: Zhao and Sun, taking turns
     assert owners == [md["zhao"].id, md["sun"].id, md["zhao"].id, md["sun"].id]
+
+
+def test_rules_read_the_institution_as_the_lead_describes_it_not_a_customer_record(
+    session: Session, clock: FrozenClock, md: dict[str, Any], make_customer: Any
+) -> None:
+    # The customer record calls Peking Union tertiary A; this lead's form says secondary: the lead decides.
+    make_customer(name="Peking Union", grade="tertiary_a", institution_type="hospital")
+    lead = add_lead(
+        session, clock, {**TERTIARY, "institution_grade": "secondary", "source_channel": "exhibition"}
+    )
+    assert lead_facts(lead) == {  # exactly what `when` reads: the form data over the standard columns
+        "institution_name": "Peking Union",
+        "institution_grade": "secondary",
+        "institution_type": "hospital",
+        "source_channel": "exhibition",  # the form field wins over the intake channel ("web_form")
+        "received_at": clock.now().isoformat(),
+    }
+    assert route_lead(session, lead, clock=clock).rule_key == "other_hospitals_standard"
+    same_place = _route(session, clock, {**TERTIARY, "institution_grade": "tertiary_a"})
+    assert same_place.rule_key == "tertiary_a_key_account" and same_place.channel == "key_account"
 
 
 def test_saas_pack_sends_small_companies_to_the_pool_and_large_ones_to_a_senior_ae(

@@ -1,8 +1,9 @@
 """The routing screens: a lead page explains its routing (rule, channel, strategy, candidates, who was
 excluded and why, state, history) in English and Chinese and the API gives the same; the what-if
 simulator shows a draft next to the published version and writes nothing (every table's row count and
-the round-robin cursors unchanged); the distribution report's numbers match a hand-computed fixture;
-reps get 403 on the ops pages."""
+the round-robin cursors unchanged) and refuses a CSV over its row cap naming /file; the distribution
+report's numbers match a hand-computed fixture, its high-grade share follows the published routing's
+`high_grade`; reps get 403 on the ops pages."""
 
 from __future__ import annotations
 
@@ -17,13 +18,14 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from salesmesh.metamodel.versions import create_definition_draft, get_published
+from salesmesh.metamodel.versions import create_definition_draft, get_published, publish_version
 from salesmesh.platform.clock import FrozenClock
 from salesmesh.platform.db import Base
 from salesmesh.platform.runtime import Runtime
 from salesmesh.workflows.routing import route_lead
 from salesmesh.workflows.routing_models import RoundRobinCursor
 from salesmesh.workflows.simulate import compare_with_published, recent_leads
+from salesmesh.workflows.simulation_runs import MAX_CSV_ROWS
 from tests.platform.auth_helpers import csrf_token
 from tests.workflows.page_helpers import count_statements, make_app, sign_in
 from tests.workflows.routing_helpers import (
@@ -201,8 +203,13 @@ def test_simulator_shows_draft_and_published_side_by_side_and_writes_nothing(
         assert f'data-rep="{row["user_id"]}"' in html
     assert 'data-channel="inclusive"' in html and "Inclusive channel" in html
     assert "<svg" in html and "<rect" in html
+    # High grade as the pack defines it (tertiary hospitals): 4 of the 12 leads, in both versions.
+    assert expected["high_grade"] == {"a": 4, "b": 4}
+    assert html.count('data-testid="sim-high-grade">4<') == 2
+    assert html.count('data-testid="sim-rep-high-grade"') == len(expected["per_rep"])
     zh = client.get(f"/routing/simulator?version={draft.id}&last=12", headers={"Accept-Language": "zh-CN"})
     assert "分配模拟器" in zh.get_data(as_text=True) and "基尼系数" in zh.get_data(as_text=True)
+    assert "高等级线索" in zh.get_data(as_text=True)
 
 
 def test_simulator_over_a_csv_file(
@@ -245,6 +252,37 @@ def test_simulator_over_a_csv_file(
     missing = client.post("/routing/simulator", data={"csrf_token": token, "version": str(published.id)})
     assert missing.status_code == 422 and "Choose a CSV file of leads." in missing.get_data(as_text=True)
     assert _world_rows(session) == before
+
+
+def test_simulator_refuses_a_csv_over_the_row_cap_naming_the_file(
+    client: Any, session: Session, clock: FrozenClock, md: dict[str, Any]
+) -> None:
+    published = get_published(session, "routing", "md-lead-routing")
+    sign_in(client, session, md["ops"], clock)
+    token = csrf_token(client, "/routing/simulator")
+    header = "institution_name,institution_grade,institution_type\n"
+
+    def post(rows: int) -> Any:
+        body = header + "Peking Union,tertiary_a,hospital\n" * rows
+        return client.post(
+            "/routing/simulator",
+            data={
+                "csrf_token": token,
+                "version": str(published.id),
+                "file": (io.BytesIO(body.encode()), "l.csv"),
+            },
+            content_type="multipart/form-data",
+        )
+
+    response = post(MAX_CSV_ROWS + 1)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert f"<code>/file</code> At most {MAX_CSV_ROWS} rows can be simulated." in html
+    assert 'data-testid="simulation-result"' not in html
+    exactly = post(MAX_CSV_ROWS)  # the cap itself is fine
+    assert exactly.status_code == 200 and f"{MAX_CSV_ROWS} leads from l.csv." in exactly.get_data(
+        as_text=True
+    )
 
 
 def test_simulator_rejects_bad_parameters(
@@ -357,6 +395,49 @@ def test_distribution_report_matches_a_hand_computed_fixture(
     assert {row[0] for row in team_rows[1:]} == {"Veteran"}
     zh = client.get(f"/routing/distribution?since={day}&until={day}", headers={"Accept-Language": "zh-CN"})
     assert "分配报表" in zh.get_data(as_text=True) and "大客户通道" in zh.get_data(as_text=True)
+
+
+def _publish_routing(session: Session, clock: FrozenClock, **changes: Any) -> None:
+    """Publish a new md-lead-routing version with top-level `changes` (None removes a member)."""
+    document = copy.deepcopy(get_published(session, "routing", "md-lead-routing").document)  # type: ignore[union-attr]
+    for name, value in changes.items():
+        if value is None:
+            document.pop(name, None)
+        else:
+            document[name] = value
+    publish_version(session, None, create_definition_draft(session, None, document, clock).id, clock)
+    session.commit()
+
+
+def test_the_report_grades_leads_as_the_published_routing_says(
+    client: Any, session: Session, clock: FrozenClock, spread: dict[str, Any]
+) -> None:
+    sign_in(client, session, spread["ops"], clock)
+    day = clock.now().date().isoformat()
+    query = f"since={day}&until={day}"
+    # Ops decide that primary care is what matters: the same decisions, graded anew.
+    township = {"==": [{"var": "institution_type"}, "township_health_center"]}
+    _publish_routing(session, clock, high_grade=township)
+    assert sorted(_csv(client, query)[1:]) == sorted(
+        [
+            ["Newbie", "Inclusive channel", "2", "10.0", "1.0"],
+            ["Veteran", "Key-account channel", "3", "40.0", "0.0"],
+            ["Veteran", "Standard channel", "2", "40.0", "0.0"],
+        ]
+    )
+    # A routing without `high_grade` grades nothing: an empty cell, "—" on the page.
+    _publish_routing(session, clock, high_grade=None)
+    assert {row[4] for row in _csv(client, query)[1:]} == {""}
+    html = client.get(f"/routing/distribution?{query}").get_data(as_text=True)
+    veteran = re.search(rf'data-rep="{spread["veteran"].id}">(.*?)</tr>', html, re.S)
+    assert veteran is not None and re.findall(r'<td class="num">([^<]*)</td>', veteran.group(1)) == [
+        "5",
+        "40.0",
+        "—",
+    ]
+    assert "High-grade share: the share of leads that meet their routing" in html
+    zh = client.get(f"/routing/distribution?{query}", headers={"Accept-Language": "zh-CN"})
+    assert "高等级线索占比：符合所属分配规则高等级条件" in zh.get_data(as_text=True)
 
 
 def test_distribution_report_rejects_bad_ranges(

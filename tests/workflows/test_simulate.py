@@ -1,5 +1,6 @@
 """The what-if simulator (reads only, predicts the engine exactly, compares a draft with the published
-version) and the distribution report."""
+version) and the distribution report, with "high grade" as the routing definition's `high_grade` says
+(medical-device and SaaS packs, a changed definition, none at all)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from salesmesh.metamodel.versions import create_definition_draft, get_published
+from salesmesh.metamodel.versions import create_definition_draft, get_published, publish_version
 from salesmesh.platform.clock import FrozenClock
 from salesmesh.platform.runtime import Runtime
 from salesmesh.workflows.distribution import distribution_report
@@ -29,6 +30,7 @@ from salesmesh.workflows.simulate import (
 from tests.workflows.routing_helpers import (
     COUNTY,
     MD_PACK,
+    SAAS_PACK,
     TERTIARY,
     TOWNSHIP,
     add_lead,
@@ -194,3 +196,81 @@ def test_distribution_report_per_rep_and_channel(
     mine = distribution_report(session, md["wang"], since=start, until=clock.now() + timedelta(seconds=1))
     assert {r["user_id"] for r in mine.rows} <= {md["wang"].id}
     assert report.to_dict()["total"] == 4
+
+
+# --- high grade: from the routing definition ------------------------------------------------------------
+
+
+def _republish(session: Session, clock: FrozenClock, key: str, **changes: Any) -> int:
+    """Publish a new version of routing `key` with top-level `changes` (None removes a member)."""
+    published = get_published(session, "routing", key)
+    assert published is not None
+    document = copy.deepcopy(published.document)
+    for name, value in changes.items():
+        if value is None:
+            document.pop(name, None)
+        else:
+            document[name] = value
+    draft = create_definition_draft(session, None, document, clock)
+    return publish_version(session, None, draft.id, clock).id
+
+
+def _shares(report: Any) -> dict[str, float | None]:
+    return {c["channel"]: c["high_grade_share"] for c in report.channels}
+
+
+def test_the_routing_definition_says_which_leads_are_high_grade(
+    session: Session, clock: FrozenClock, md: dict[str, Any]
+) -> None:
+    start = clock.now()
+    _leads(session, clock, 10)  # MIX twice: 2 tertiary A, 4 township, 2 county, 2 private clinics
+    for lead in session.scalars(select(Lead).order_by(Lead.id)):
+        route_lead(session, lead, clock=clock)
+    until = clock.now() + timedelta(seconds=1)
+    leads = recent_leads(session, last=10)
+    # The pack: tertiary hospitals are high grade (key-account 2, inclusive 4, standard 2 + 2 fallback).
+    published = simulate(session, current_plan(session), leads)
+    assert published.high_grade == 2 and sum(r["high_grade"] for r in published.per_rep.values()) == 2
+    for row in published.per_rep.values():
+        assert row["high_grade_share"] == (
+            round(row["high_grade"] / row["count"], 3) if row["count"] else None
+        )
+    report = distribution_report(session, None, since=start, until=until)
+    assert _shares(report) == {"inclusive": 0.0, "key_account": 1.0, "standard": 0.0}
+    # A draft calling township and community health centres high grade changes the simulation...
+    township = {"in": [{"var": "institution_type"}, ["township_health_center", "community_health_center"]]}
+    document = copy.deepcopy(get_published(session, "routing", "md-lead-routing").document)  # type: ignore[union-attr]
+    document["high_grade"] = township
+    draft = create_definition_draft(session, None, document, clock)
+    side = compare_with_published(session, draft.id, leads)
+    assert side["high_grade"] == {"a": 2, "b": 4} and side["changed_leads"] == []
+    moved = [r for r in side["per_rep"] if r["high_grade_share"]["a"] != r["high_grade_share"]["b"]]
+    assert moved  # the same leads, the same owners: only the reps' shares differ
+    # ...and, once published, the report over the very same decisions.
+    publish_version(session, None, draft.id, clock)
+    report = distribution_report(session, None, since=start, until=until)
+    assert _shares(report) == {"inclusive": 1.0, "key_account": 0.0, "standard": 0.0}
+    # Without `high_grade` no lead is graded: no share at all (not 0).
+    _republish(session, clock, "md-lead-routing", high_grade=None)
+    report = distribution_report(session, None, since=start, until=until)
+    assert {r["high_grade_share"] for r in report.rows + report.reps + report.channels} == {None}
+    bare = simulate(session, current_plan(session), leads)
+    assert bare.high_grade is None and {r["high_grade_share"] for r in bare.per_rep.values()} == {None}
+    assert bare.to_dict()["high_grade"] is None
+
+
+def test_the_saas_pack_grades_companies_by_size(session: Session, clock: FrozenClock) -> None:
+    import_pack(session, clock, SAAS_PACK)
+    senior = add_rep(session, clock, "Senior AE", seniority="senior_ae")
+    add_rep(session, clock, "SDR", seniority="sdr")
+    start = clock.now()
+    sizes = ["500_plus", "1_20", "101_500", "500_plus", "21_100"]
+    for i, size in enumerate(sizes):
+        lead = add_lead(session, clock, {"company_name": f"Company {i}", "company_size": size})
+        route_lead(session, lead, clock=clock)
+    # Only the largest companies are assigned (to the senior AE): all high grade, not 0 as before.
+    report = distribution_report(session, None, since=start, until=clock.now() + timedelta(seconds=1))
+    assert [(r["user_id"], r["count"], r["high_grade_share"]) for r in report.reps] == [(senior.id, 2, 1.0)]
+    result = simulate(session, current_plan(session, form_key="saas-lead"), recent_leads(session, last=5))
+    assert (result.pooled, result.high_grade) == (3, 3)  # 500+ twice and 101-500 once
+    assert result.per_rep[senior.id]["high_grade_share"] == 1.0
