@@ -208,3 +208,47 @@ def verify_chain(session: Session, *, batch: int = 1000) -> int | None:
             prev = ev.hash
             expected_seq += 1
             last_seq = ev.seq
+
+
+# record_events' statements, built once: the chain's head, and the many-row insert.
+_BATCH_HEAD = select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+_BATCH_INSERT = insert(AuditEvent.__table__)
+
+
+def record_events(session: Session, events: list[dict[str, Any]]) -> list[int]:
+    """Append many events to the chain in the caller's transaction (two statements; three on PostgreSQL).
+
+    Each event is a dict of `record_event`'s keyword arguments; the return value is their seqs, in order.
+    The head is read once — after the advisory lock on PostgreSQL, under the write lock of a BEGIN IMMEDIATE
+    transaction on SQLite, so no other writer appends in between — the hashes are computed here exactly as
+    `verify_chain` recomputes them, and the rows go in with one multi-row INSERT. A writer that slipped in
+    anyway (a deferred SQLite transaction) makes the INSERT fail on the unique seq instead of forking.
+    """
+    if not events:
+        return []
+    session.flush()  # the rows these events are about exist before the events do
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
+    head = session.execute(_BATCH_HEAD).first()
+    seq, prev = (head[0], head[1]) if head is not None else (0, GENESIS)
+    # The payloads as stored and read back (as record_event makes them), with one encoding for all.
+    bodies = json.loads(json.dumps([event.get("payload") or {} for event in events], default=str))
+    rows = []
+    for event, body in zip(events, bodies, strict=True):
+        seq += 1
+        row = {
+            "seq": seq,
+            "at": event["at"],
+            "actor_id": event.get("actor_id"),
+            "action": event["action"],
+            "object_type": event.get("object_type"),
+            "object_id": event.get("object_id"),
+            "payload": body,
+            "prev_hash": prev,
+        }
+        row["hash"] = prev = _digest(
+            prev, seq, row["at"], row["actor_id"], row["action"], row["object_type"], row["object_id"], body
+        )
+        rows.append(row)
+    session.execute(_BATCH_INSERT, rows)
+    return [row["seq"] for row in rows]

@@ -18,13 +18,13 @@ only: reading or marking someone else's is a 404.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, func, select, update
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, func, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from salesmesh.platform.audit import record_event
@@ -225,6 +225,51 @@ def notify(
         )
     session.add_all(rows)
     return rows
+
+
+_INSERT_MANY = insert(Notification.__table__)
+
+
+def notify_each(
+    session: Session,
+    *,
+    kind: str,
+    now: datetime,
+    notices: Sequence[tuple[int, tuple[str, int] | None, Mapping[str, Any] | None]],
+) -> int:
+    """Write one notification of `kind` per (person, subject, params) with one INSERT; return how many.
+
+    For callers notifying many people about many records at once (a batch of reminders); unlike `notify`
+    it writes at once and keeps repeats (each notice is its own message).
+    """
+    get_kind(kind)
+    try:  # one encoding for all the params; notice by notice only to name a bad one
+        clean = json.loads(json.dumps([dict(params or {}) for _user, _subject, params in notices]))
+    except (TypeError, ValueError):
+        clean = []
+        for index, (_user, _subject, params) in enumerate(notices):
+            try:
+                clean.append(_clean_params(params))
+            except ValueError as exc:
+                raise ValueError(f"/{index}{exc}") from None
+    rows = []
+    for index, (user_id, subject, _params) in enumerate(notices):
+        if subject is not None and (len(subject[0]) > 40 or not isinstance(subject[1], int)):
+            raise ValueError(f"/{index}/subject: expected (type of at most 40 characters, integer id)")
+        rows.append(
+            {
+                "user_id": user_id,
+                "kind": kind,
+                "subject_type": subject[0] if subject else None,
+                "subject_id": subject[1] if subject else None,
+                "params": clean[index],
+                "created_at": now,
+                "outbox_state": PENDING,
+            }
+        )
+    if rows:
+        session.execute(_INSERT_MANY, rows)
+    return len(rows)
 
 
 def kick_delivery(session: Session, jobs: JobQueue) -> None:

@@ -5,11 +5,15 @@ FOR UPDATE SKIP LOCKED LIMIT n) RETURNING id`: concurrent claimers on PostgreSQL
 rows; on SQLite the same statement runs inside `BEGIN IMMEDIATE`, which serialises claimers. Rows
 that are pending and due, or running with an expired lease (their claimer crashed), are claimable.
 `execute_timers` locks the claimed rows, re-checks that this claim still holds the lease, and runs
-each handler in its own savepoint: handler, ledger rows and `status='done'` commit together, a
-failing handler only rolls back itself and is retried with exponential backoff (based on the payload's
+them: a kind registered with a batch handler gets its timers of the chunk at once (one savepoint, set-based
+writes, one UPDATE marking them done; only the first timer of each subject joins, so a subject's timers
+still run in order), and every other timer — or one the batch hands back, or all of them when the batch
+raises — runs its handler in its own savepoint: handler, ledger rows and `status='done'` commit together,
+a failing handler only rolls back itself and is retried with exponential backoff (based on the payload's
 `retry_backoff_seconds` when a timer carries its own) until `max_attempts`, or fails at once on `GiveUp`.
-The scheduler either executes claims inline (`sweep_once`, no Redis) or dispatches them to RQ
-workers as one `platform.run_timers` job per chunk of ids (`dispatch_once`) — never a job per timer.
+The scheduler either executes claims inline (`sweep_once`, no Redis; chunks of batch-capable kinds are
+larger) or dispatches them to RQ workers as one `platform.run_timers` job per chunk of ids
+(`dispatch_once`) — never a job per timer.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from salesmesh.platform.jobs import JobContext, job
@@ -36,9 +40,12 @@ from salesmesh.platform.timers import (
     FAILED,
     PENDING,
     RUNNING,
+    ClaimedTimer,
     GiveUp,
     Timer,
+    TimerBatch,
     TimerContext,
+    TimerKind,
     UnknownTimerKind,
     get_timer_kind,
 )
@@ -48,7 +55,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("salesmesh.timers")
 
-INLINE_CHUNK = 20  # timers per transaction when the scheduler executes them itself
+INLINE_CHUNK = 20  # timers per transaction when the scheduler executes them itself, one by one ...
+BATCH_CHUNK = 200  # ... and when their kinds take them in batches (a few statements for the whole chunk)
+MIN_BATCH = 2  # a batch of one saves nothing: it runs through the one-by-one handler
 DISPATCH_CHUNK = 50  # timer ids per RQ job
 MAX_BACKLOG = 4  # queued run_timers jobs above which the scheduler stops claiming (leases stay short)
 _ERROR_LIMIT = 2000
@@ -81,6 +90,10 @@ def _chunks(ids: Sequence[int], size: int) -> Iterator[list[int]]:
 
 def claim_due_timers(runtime: Runtime, *, limit: int, owner: str) -> list[int]:
     """Claim up to `limit` due timers for `owner` under a lease, in their own transaction; return ids."""
+    return [ident for ident, _kind in _claim(runtime, limit=limit, owner=owner)]
+
+
+def _claim(runtime: Runtime, *, limit: int, owner: str) -> list[tuple[int, str]]:
     now = runtime.clock.now()
     claimable = or_(
         and_(Timer.status == PENDING, Timer.due_at <= now),
@@ -102,56 +115,173 @@ def claim_due_timers(runtime: Runtime, *, limit: int, owner: str) -> list[int]:
             attempts=Timer.attempts + 1,
             lease_until=now + timedelta(seconds=runtime.settings.timer_lease_seconds),
         )
-        .returning(Timer.id)
+        .returning(Timer.id, Timer.kind)
         .execution_options(synchronize_session=False)
     )
     with runtime.db.session_scope(immediate=True) as session:
-        return sorted(session.scalars(claim).all())
+        return sorted((ident, kind) for ident, kind in session.execute(claim).all())
+
+
+def _batches(kind: str) -> bool:
+    try:
+        return get_timer_kind(kind).batch is not None
+    except UnknownTimerKind:
+        return False
+
+
+def _inline_chunks(claimed: Sequence[tuple[int, str]]) -> Iterator[list[int]]:
+    """Cut claimed (id, kind) pairs, in id order, into chunks of at most INLINE_CHUNK one-by-one timers
+    and BATCH_CHUNK timers in all."""
+    chunk: list[int] = []
+    single = 0
+    for ident, kind in claimed:
+        alone = not _batches(kind)
+        if chunk and (len(chunk) >= BATCH_CHUNK or (alone and single >= INLINE_CHUNK)):
+            yield chunk
+            chunk, single = [], 0
+        chunk.append(ident)
+        single += alone
+    if chunk:
+        yield chunk
 
 
 def execute_timers(
     session: Session, runtime: Runtime, timer_ids: Sequence[int], owner: str
 ) -> ExecutionStats:
-    """Run the claimed timers still leased to `owner`, each in a savepoint, in the caller's transaction."""
+    """Run the claimed timers still leased to `owner` in the caller's transaction (batches, then each
+    remaining one in a savepoint)."""
     stats = ExecutionStats()
-    rows = session.scalars(
-        select(Timer).where(Timer.id.in_(list(timer_ids))).order_by(Timer.id).with_for_update()
-    ).all()
+    # The rows are locked and checked as plain rows; ORM objects are loaded only for the timers that
+    # run one by one (or are released or failed), the others' rows change with one UPDATE.
+    rows = session.execute(_LOCK_CHUNK, {"ids": list(timer_ids)}).all()
     stats.skipped += len(timer_ids) - len(rows)
-    for timer in rows:
-        now = runtime.clock.now()
-        if timer.status != RUNNING or timer.lease_owner != owner:
+    now = runtime.clock.now()
+    ready: list[ClaimedTimer] = []
+    single: list[int] = []
+    for row in rows:
+        if row.status != RUNNING or row.lease_owner != owner:
             stats.skipped += 1  # finished, cancelled, or re-claimed by someone else after our lease expired
-            continue
-        if timer.due_at > now:
-            _release(timer, PENDING)  # never fire early, whatever the claimer's clock said
-            stats.skipped += 1
-            continue
-        if timer.attempts > timer.max_attempts:
-            _fail(
-                timer, f"gave up: claimed {timer.attempts} times without finishing (crashes or lost leases)"
-            )
-            stats.failed += 1
-            continue
-        try:
-            kind = get_timer_kind(timer.kind)
-            with session.begin_nested():
-                kind.handler(TimerContext(session, runtime, timer))
-        except Exception as exc:  # noqa: BLE001 - a handler failure is recorded on its row, never lost
-            log.warning(
-                "timer %s (%s) attempt %s failed", timer.id, timer.kind, timer.attempts, exc_info=True
-            )
-            if _retry_or_fail(timer, exc, runtime.clock.now()):
-                stats.retried += 1
-            else:
-                stats.failed += 1
+        elif row.due_at > now or row.attempts > row.max_attempts:
+            single.append(row.id)  # released or failed below
         else:
-            _release(timer, DONE)
-            timer.fired_at = runtime.clock.now()
-            timer.last_error = None
-            stats.done += 1
+            ready.append(ClaimedTimer(*row[_FIRST_CLAIMED:]))
+    single.extend(_run_batches(session, runtime, ready, stats))
+    if single:
+        one_by_one = select(Timer).where(Timer.id.in_(single)).order_by(Timer.id)
+        for timer in session.scalars(one_by_one):
+            _execute_one(session, runtime, timer, owner, stats)
     session.flush()
     return stats
+
+
+# The columns execute_timers checks, then those of ClaimedTimer in its order; the statements are built once.
+_CHECKED = ("status", "lease_owner", "due_at", *ClaimedTimer._fields)
+_FIRST_CLAIMED = 3
+_TIMERS = Timer.__table__
+_LOCK_CHUNK = (
+    select(*(_TIMERS.c[name] for name in _CHECKED))
+    .where(_TIMERS.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_TIMERS.c.id)
+    .with_for_update()
+)
+_MARK_DONE = (
+    update(_TIMERS)
+    .where(_TIMERS.c.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        status=DONE,
+        lease_owner=None,
+        lease_until=None,
+        fired_at=bindparam("now", type_=_TIMERS.c.fired_at.type),
+        last_error=None,
+    )
+)
+
+
+def _execute_one(session: Session, runtime: Runtime, timer: Timer, owner: str, stats: ExecutionStats) -> None:
+    """Check one claimed timer again and run it in a savepoint, release it early, or fail it."""
+    now = runtime.clock.now()
+    if timer.status != RUNNING or timer.lease_owner != owner:
+        stats.skipped += 1
+    elif timer.due_at > now:
+        _release(timer, PENDING)  # never fire early, whatever the claimer's clock said
+        stats.skipped += 1
+    elif timer.attempts > timer.max_attempts:
+        _fail(timer, f"gave up: claimed {timer.attempts} times without finishing (crashes or lost leases)")
+        stats.failed += 1
+    else:
+        _run_one(session, runtime, timer, stats)
+
+
+def _run_batches(
+    session: Session, runtime: Runtime, timers: list[ClaimedTimer], stats: ExecutionStats
+) -> list[int]:
+    """Hand each batch-capable kind its timers at once; return the ids left to run one by one."""
+    groups: dict[str, list[ClaimedTimer]] = {}
+    single: list[int] = []
+    seen: set[tuple[str | None, int]] = set()
+    for timer in timers:
+        subject = (timer.subject_type, timer.subject_id) if timer.subject_id is not None else None
+        # A subject's later timers may depend on what its earlier ones do (a field set, a task added):
+        # only its first timer joins a batch, the others run one by one after it, in order.
+        if subject not in seen and _batches(timer.kind):
+            groups.setdefault(timer.kind, []).append(timer)
+        else:
+            single.append(timer.id)
+        if subject is not None:
+            seen.add(subject)
+    for name, group in groups.items():
+        if len(group) < MIN_BATCH:
+            single.extend(timer.id for timer in group)
+            continue
+        left = _run_batch(session, runtime, get_timer_kind(name), group)
+        done = [timer.id for timer in group if timer.id not in left]
+        _mark_done(session, done, runtime.clock.now())
+        stats.done += len(done)
+        single.extend(left)
+    return single
+
+
+def _run_batch(session: Session, runtime: Runtime, kind: TimerKind, group: list[ClaimedTimer]) -> set[int]:
+    """Run one kind's batch in a savepoint; return the ids it left (all of them when it failed)."""
+    assert kind.batch is not None
+    try:
+        with session.begin_nested():
+            left = kind.batch(TimerBatch(session, runtime, tuple(group)))
+    except Exception:  # noqa: BLE001 - nothing of the batch is kept; each timer runs (and fails) alone
+        log.warning(
+            "batch of %d %s timers failed; running them one by one", len(group), kind.name, exc_info=True
+        )
+        return {timer.id for timer in group}
+    return {timer.id for timer in left}
+
+
+def _mark_done(session: Session, timer_ids: list[int], now: datetime) -> None:
+    if not timer_ids:
+        return
+    session.execute(_MARK_DONE, {"ids": timer_ids, "now": now})
+    # A caller's session that holds some of these rows as objects reads them again when next used.
+    done = set(timer_ids)
+    for key in [key for key in session.identity_map if key[0] is Timer and key[1][0] in done]:
+        session.expire(session.identity_map[key])
+
+
+def _run_one(session: Session, runtime: Runtime, timer: Timer, stats: ExecutionStats) -> None:
+    """Run one timer's handler in a savepoint; record success, a retry or the failure on its row."""
+    try:
+        kind = get_timer_kind(timer.kind)
+        with session.begin_nested():
+            kind.handler(TimerContext(session, runtime, timer))
+    except Exception as exc:  # noqa: BLE001 - a handler failure is recorded on its row, never lost
+        log.warning("timer %s (%s) attempt %s failed", timer.id, timer.kind, timer.attempts, exc_info=True)
+        if _retry_or_fail(timer, exc, runtime.clock.now()):
+            stats.retried += 1
+        else:
+            stats.failed += 1
+    else:
+        _release(timer, DONE)
+        timer.fired_at = runtime.clock.now()
+        timer.last_error = None
+        stats.done += 1
 
 
 def _release(timer: Timer, status: str) -> None:
@@ -186,18 +316,16 @@ def _retry_or_fail(timer: Timer, exc: Exception, now: datetime) -> bool:
 def sweep_once(runtime: Runtime, *, batch_size: int | None = None, owner: str | None = None) -> int:
     """Claim one batch of due timers and execute it here, a chunk per transaction; return how many."""
     lease_owner, _ = _new_lease(owner or default_owner())
-    ids = claim_due_timers(
-        runtime, limit=batch_size or runtime.settings.sweeper_batch_size, owner=lease_owner
-    )
-    if ids:
-        log.info("claimed %d due timers as %s; executing them here", len(ids), lease_owner)
-    for chunk in _chunks(ids, INLINE_CHUNK):
+    claimed = _claim(runtime, limit=batch_size or runtime.settings.sweeper_batch_size, owner=lease_owner)
+    if claimed:
+        log.info("claimed %d due timers as %s; executing them here", len(claimed), lease_owner)
+    for chunk in _inline_chunks(claimed):
         try:
             with runtime.db.session_scope(immediate=True) as session:
                 execute_timers(session, runtime, chunk, lease_owner)
         except Exception:
             log.exception("timer chunk %s failed; it is re-claimed when its lease expires", chunk)
-    return len(ids)
+    return len(claimed)
 
 
 def dispatch_once(runtime: Runtime, *, batch_size: int | None = None, owner: str | None = None) -> int:

@@ -11,11 +11,12 @@ bookkeeping (`periodic_runs`) lives here too because this module owns the durabl
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -119,17 +120,70 @@ class TimerContext:
         )
 
 
+class ClaimedTimer(NamedTuple):
+    """A claimed timer as a batch handler sees it: read-only, the sweeper alone changes its row."""
+
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    subject_type: str | None
+    subject_id: int | None
+    attempts: int
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class TimerBatch:
+    """What a batch handler gets: the open session, the runtime and claimed timers of its kind.
+
+    The handler does the work of every timer it does not hand back, in the caller's transaction, and
+    records their effects with `record_effects` (one statement for all); the timers it returns run one by
+    one through the kind's handler afterwards, so it must have written nothing for them. Raising undoes
+    everything the handler wrote (a savepoint) and the whole batch runs one by one instead. The sweeper
+    marks the others done.
+    """
+
+    session: Session
+    runtime: Runtime
+    timers: tuple[ClaimedTimer, ...]
+
+    @property
+    def clock(self) -> Clock:
+        """The runtime's clock."""
+        return self.runtime.clock
+
+    @property
+    def now(self) -> datetime:
+        """The current time by the runtime's clock."""
+        return self.runtime.clock.now()
+
+    def record_effects(
+        self, effects: Sequence[tuple[ClaimedTimer, str, str, dict[str, Any] | None]]
+    ) -> list[bool]:
+        """Record a ledger effect per (timer, key suffix, kind, payload) at once; False where it was there."""
+        keyed = [
+            (f"timer:{timer.id}:{suffix}", kind, payload, timer.id)
+            for timer, suffix, kind, payload in effects
+        ]
+        new = record_effects(self.session, keyed, now=self.now)
+        return [key in new for key, _kind, _payload, _timer in keyed]
+
+
 TimerHandler = Callable[[TimerContext], None]
+# Returns the timers it leaves to the one-by-one handler; it did the work of all the others.
+BatchHandler = Callable[[TimerBatch], Sequence[ClaimedTimer]]
 
 
 @dataclass(frozen=True)
 class TimerKind:
-    """A registered handler with its retry policy (attempts per timer, base of the exponential backoff)."""
+    """A registered handler with its retry policy (attempts per timer, base of the exponential backoff)
+    and, optionally, a batch handler that does the work of many claimed timers with set-based writes."""
 
     name: str
     handler: TimerHandler
     max_attempts: int
     backoff: timedelta
+    batch: BatchHandler | None = None
 
     def retry_delay(self, attempts: int, base: timedelta | None = None) -> timedelta:
         """Return the exponential backoff after the `attempts`-th failed attempt (capped at 6 hours).
@@ -152,9 +206,17 @@ class GiveUp(Exception):
 
 
 def timer_kind(
-    name: str, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS, backoff_seconds: float = DEFAULT_BACKOFF.seconds
+    name: str,
+    *,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    backoff_seconds: float = DEFAULT_BACKOFF.seconds,
+    batch: BatchHandler | None = None,
 ) -> Callable[[TimerHandler], TimerHandler]:
-    """Register the decorated function as the handler of timer kind `name` (duplicates fail at import)."""
+    """Register the decorated function as the handler of timer kind `name` (duplicates fail at import).
+
+    `batch`, when given, runs chunks of claimed timers of this kind at once (see `TimerBatch`); the
+    decorated handler stays the contract for one timer and for whatever the batch hands back.
+    """
 
     def register(handler: TimerHandler) -> TimerHandler:
         if name in _KINDS:
@@ -163,7 +225,7 @@ def timer_kind(
             )
         if max_attempts < 1:
             raise ValueError(f"timer kind {name!r}: max_attempts must be at least 1")
-        _KINDS[name] = TimerKind(name, handler, max_attempts, timedelta(seconds=backoff_seconds))
+        _KINDS[name] = TimerKind(name, handler, max_attempts, timedelta(seconds=backoff_seconds), batch)
         return handler
 
     return register
@@ -280,6 +342,38 @@ def record_effect(
     return inserted is not None
 
 
+def record_effects(
+    session: Session,
+    effects: Sequence[tuple[str, str, dict[str, Any] | None, int | None]],
+    *,
+    now: datetime,
+) -> set[str]:
+    """Insert ledger rows (key, kind, payload, timer id) with one statement; return the keys that were new."""
+    if not effects:
+        return set()
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    payloads = _json_objects([payload for _key, _kind, payload, _timer in effects], "effect payload")
+    rows = [
+        {"idempotency_key": key, "timer_id": timer_id, "kind": kind, "payload": body, "created_at": now}
+        for (key, kind, _payload, timer_id), body in zip(effects, payloads, strict=True)
+    ]
+    return set(session.execute(_effects_insert(dialect.__name__), rows).scalars())
+
+
+@functools.cache
+def _effects_insert(dialect: str) -> Any:
+    """The ledger's many-row insert, built once per dialect."""
+    module = postgresql if dialect == postgresql.__name__ else sqlite
+    # As in record_effect: keys already there (or being written by a concurrent transaction, which this
+    # one waits for) insert nothing and come back in no row. Only keys are returned, so the rows' order
+    # does not matter (SQLite would otherwise run the insert row by row to keep it).
+    return (
+        module.insert(Effect.__table__)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(Effect.__table__.c.idempotency_key)
+    )
+
+
 def _json_object(value: dict[str, Any] | None, what: str) -> dict[str, Any]:
     if value is None:
         return {}
@@ -289,6 +383,16 @@ def _json_object(value: dict[str, Any] | None, what: str) -> dict[str, Any]:
         return json.loads(json.dumps(value))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{what}: not JSON-serialisable ({exc})") from None
+
+
+def _json_objects(values: list[dict[str, Any] | None], what: str) -> list[dict[str, Any]]:
+    """`_json_object` for many values with one encoding (value by value only to name a bad one)."""
+    if all(value is None or isinstance(value, dict) for value in values):
+        try:
+            return json.loads(json.dumps([value or {} for value in values]))
+        except (TypeError, ValueError):
+            pass
+    return [_json_object(value, f"{what} {index}") for index, value in enumerate(values)]
 
 
 # --- built-in kinds -------------------------------------------------------------------------------

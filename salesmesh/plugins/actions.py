@@ -6,7 +6,8 @@ leaves the process (e-mail, webhooks) is written to the outbox under the step's 
 after commit by the outbox's delivery job.
 
 - `remind`: an in-app notification to the owner (or team lead) and a `reminder` entry on the deal's
-  timeline.
+  timeline. It also runs many steps at once (`run_many`): the owners' reminders as one ledger statement,
+  one INSERT of notifications and one batch of timeline entries (team-lead reminders go one by one).
 - `task`: a task for the owner (or team lead), due `due_in_hours` after the step fired.
 - `email`: a message to the owner, team lead or primary contact from a sandboxed template.
 - `survey_link`: a tracked survey invitation (`salesmesh.workflows.surveys`) e-mailed to the primary
@@ -22,7 +23,7 @@ Missing recipients, a missing e-mail address, an unusable template or value rais
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,17 +36,19 @@ from salesmesh.platform.audit import record_event
 from salesmesh.platform.egress import Allowlist, EgressRefused, check_target
 from salesmesh.platform.i18n import N_, label
 from salesmesh.platform.models import User
-from salesmesh.platform.notifications import DELIVER_JOB, notification_kind, notify
+from salesmesh.platform.notifications import DELIVER_JOB, notification_kind, notify, notify_each
 from salesmesh.platform.outbox import Message, enqueue_messages
 from salesmesh.plugins.sandbox import compile_template, render_template
 from salesmesh.plugins.spec import (
+    ActionBatch,
     ActionConfigError,
     ActionContext,
     ActionImpossible,
+    ActionItem,
     ActionKind,
     PluginRegistries,
 )
-from salesmesh.workflows.activities import create_task, log_activity
+from salesmesh.workflows.activities import DealEntry, create_task, log_activity, log_deal_entries
 from salesmesh.workflows.models import Contact, Deal
 from salesmesh.workflows.record_forms import deal_form_spec
 from salesmesh.workflows.records import update_deal
@@ -76,7 +79,7 @@ def _fragment(name: str) -> dict[str, Any]:
 # --- who and in which language -----------------------------------------------------------------------
 
 
-def _locale(ctx: ActionContext, user: User | None) -> str:
+def _locale(ctx: ActionContext | ActionBatch, user: User | None) -> str:
     chosen = user.locale if user is not None else None
     return chosen if chosen in ("en", "zh") else ctx.runtime.settings.default_locale
 
@@ -113,7 +116,7 @@ def _contact(ctx: ActionContext) -> Contact:
     return contact
 
 
-def _step_ref(ctx: ActionContext) -> dict[str, Any]:
+def _step_ref(ctx: ActionContext | ActionItem) -> dict[str, Any]:
     return {"pack": ctx.step.pack_key, "step": ctx.step.step_key, "timer_id": ctx.timer_id}
 
 
@@ -188,6 +191,55 @@ def run_remind(ctx: ActionContext, params: Mapping[str, Any]) -> None:
         summary=label(message, _locale(ctx, user)),
         data={**_step_ref(ctx), "to": user.id, "message": dict(message)},
     )
+
+
+def run_remind_many(batch: ActionBatch, items: Sequence[ActionItem]) -> list[ActionItem]:
+    """Remind the owners of many steps at once (team-lead reminders, absent owners: `run_remind`)."""
+    ready: list[tuple[ActionItem, User]] = []
+    later: list[ActionItem] = []
+    for item in items:
+        owner = item.owner
+        if item.prepared.get("to", "owner") != "owner" or owner is None or not owner.active:
+            later.append(item)  # the team lead is loaded (and a missing owner reported) one by one
+        else:
+            ready.append((item, owner))
+    new = batch.record_effects(
+        [(item, "remind", "actions.remind", {"user_id": user.id}) for item, user in ready]
+    )
+    fired = [pair for pair, is_new in zip(ready, new, strict=True) if is_new]
+    if not fired:
+        return later
+    notify_each(
+        batch.session,
+        kind=REMINDER.name,
+        now=batch.now,
+        notices=[
+            (
+                user.id,
+                ("deal", item.deal.id),
+                {
+                    "step": dict(item.step.label),
+                    "deal": item.deal.name,
+                    "message": dict(item.prepared["message"]),
+                },
+            )
+            for item, user in fired
+        ],
+    )
+    log_deal_entries(
+        batch.session,
+        [
+            DealEntry(
+                item.deal,
+                "reminder",
+                summary=label(item.prepared["message"], _locale(batch, user)),
+                data={**_step_ref(item), "to": user.id, "message": dict(item.prepared["message"])},
+            )
+            for item, user in fired
+        ],
+        clock=batch.clock,
+    )
+    return later
 
 
 def run_task(ctx: ActionContext, params: Mapping[str, Any]) -> None:
@@ -396,7 +448,13 @@ def run_set_field(ctx: ActionContext, params: Mapping[str, Any]) -> None:
 def register(registries: PluginRegistries) -> None:
     """Register the seven built-in action kinds."""
     kinds = (
-        ActionKind("remind", {"en": "Remind", "zh": "提醒"}, _fragment("remind"), run_remind),
+        ActionKind(
+            "remind",
+            {"en": "Remind", "zh": "提醒"},
+            _fragment("remind"),
+            run_remind,
+            run_many=run_remind_many,
+        ),
         ActionKind("task", {"en": "Task", "zh": "任务"}, _fragment("task"), run_task),
         ActionKind(
             "email",

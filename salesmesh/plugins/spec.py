@@ -4,9 +4,13 @@ Today this is the action kinds of action-pack steps (remind, task, email, ...). 
 itself, carries the JSON Schema fragment of its `params` (compiled once, at registration), an optional
 `prepare(params, pointer)` that checks and compiles params once per published pack version (templates,
 field names) and raises `ActionConfigError` naming the JSON pointer, and `run(ctx, prepared)`, which does
-the work inside the firing timer's transaction through an `ActionContext`. Built-in kinds register from
-`salesmesh.plugins.actions`; an outside package exposes an entry point in group `salesmesh.plugins`
-whose object is a callable taking the `PluginRegistries` and registering its entries the same way.
+the work inside the firing timer's transaction through an `ActionContext`. A kind may also offer
+`run_many(batch, items)` for a chunk of due steps at once (set-based writes, effects recorded with
+`ActionBatch.record_effects` — only the items whose ledger key was new get their effect); it returns the
+items it leaves to `run` one by one, and it must not have written anything for those. Built-in kinds
+register from `salesmesh.plugins.actions`; an outside package exposes an entry point in group
+`salesmesh.plugins` whose object is a callable taking the `PluginRegistries` and registering its entries
+the same way.
 `load_plugins()` does both once per process (web app, worker, scheduler, CLI) and fails there — not when
 a step first fires — on a duplicate name, an invalid schema fragment, or a kind the action-pack schema
 offers that nothing implements.
@@ -18,7 +22,7 @@ import importlib
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
@@ -33,8 +37,9 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from salesmesh.platform.clock import Clock
+    from salesmesh.platform.models import User
     from salesmesh.platform.runtime import Runtime
-    from salesmesh.platform.timers import TimerContext
+    from salesmesh.platform.timers import ClaimedTimer, TimerBatch, TimerContext
     from salesmesh.workflows.models import Deal
 
 log = logging.getLogger("salesmesh.plugins")
@@ -119,6 +124,58 @@ class ActionContext:
 
 
 @dataclass(frozen=True)
+class ActionItem:
+    """One due step of a batch, as `run_many` sees it: its timer, the deal and its owner (None when it has
+    none), the step and the step's prepared params."""
+
+    timer: ClaimedTimer
+    deal: Deal
+    owner: User | None
+    step: StepInfo
+    prepared: Any
+
+    @property
+    def timer_id(self) -> int:
+        return self.timer.id
+
+    def idempotency_key(self, suffix: str) -> str:
+        """Return the key external calls carry for this step's effect `suffix` (same on every re-run)."""
+        return f"timer:{self.timer.id}:{suffix}"
+
+
+@dataclass(frozen=True)
+class ActionBatch:
+    """What an action's `run_many` gets besides its items: the batch's session, runtime and clock."""
+
+    timers: TimerBatch
+
+    @property
+    def session(self) -> Session:
+        return self.timers.session
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.timers.runtime
+
+    @property
+    def clock(self) -> Clock:
+        return self.timers.clock
+
+    @property
+    def now(self) -> datetime:
+        return self.timers.now
+
+    def record_effects(
+        self, effects: Sequence[tuple[ActionItem, str, str, dict[str, Any] | None]]
+    ) -> list[bool]:
+        """Record a ledger effect per (item, suffix, kind, payload) in one statement; False where a
+        previous run already did (then do nothing for that item)."""
+        return self.timers.record_effects(
+            [(item.timer, suffix, kind, payload) for item, suffix, kind, payload in effects]
+        )
+
+
+@dataclass(frozen=True)
 class ActionKind:
     """One kind of step action: its params schema fragment, params preparation and what it does."""
 
@@ -129,6 +186,8 @@ class ActionKind:
     prepare: Callable[[Mapping[str, Any], str], Any] | None = None
     # True when the effect leaves the process (e-mail, webhook): it goes out after commit, keyed.
     external: bool = False
+    # Many steps at once; returns the items left to `run` (see the module docstring).
+    run_many: Callable[[ActionBatch, Sequence[ActionItem]], Sequence[ActionItem]] | None = None
     validator: Draft202012Validator = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

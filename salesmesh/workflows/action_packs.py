@@ -1,5 +1,5 @@
-"""Action packs at run time: compiled packs, the stage-change receiver that schedules and cancels their
-steps as durable timers, and the timer kind that fires a step.
+"""Action packs at run time: compiled packs, and the stage-change receiver that schedules and cancels their
+steps as durable timers.
 
 A published `action_pack` version is compiled once (`pack_for_version`, cached by version id and
 checksum: published and archived versions never change): offsets become timedeltas, `when` conditions
@@ -11,12 +11,9 @@ the deal, rolled forward to the next working moment of the pack's calendar (else
 the step is calendar-aware; the dedupe key (deal + stage entry + pack + step) makes a repeated signal
 schedule nothing new. Timers pin the pack version. Leaving a stage cancels its pending steps when the
 pack says `on_exit: cancel`; entering a stage again restarts the pack (`restart`, pending steps of the
-earlier entry cancelled) or schedules only the steps that have not run (`resume`). When a step is due
-the sweeper runs `fire_step`: it re-reads the deal, skips (recorded in the ledger and the audit log) when
-the deal left the stage or the condition is false, follows a date field that moved, and otherwise runs
-the action plugin, whose effects are ledger-keyed so a re-run never doubles them. Failures retry with
-the step's backoff; `ActionImpossible` fails at once. Listing and retrying steps is
-`salesmesh.workflows.action_steps`.
+earlier entry cancelled) or schedules only the steps that have not run (`resume`). Firing due steps (the
+timer kind, one step or a claimed chunk at a time) is `salesmesh.workflows.action_firing`; listing and
+retrying steps is `salesmesh.workflows.action_steps`.
 """
 
 from __future__ import annotations
@@ -31,7 +28,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from salesmesh.metamodel.conditions import Condition, ConditionError, compile_condition
 from salesmesh.metamodel.models import DefinitionVersion
@@ -41,17 +38,12 @@ from salesmesh.platform.timers import (
     CANCELLED,
     PENDING,
     RUNNING,
-    GiveUp,
     Timer,
-    TimerContext,
     schedule_timer,
-    timer_kind,
 )
 from salesmesh.plugins.spec import (
     ActionConfigError,
-    ActionContext,
     ActionKind,
-    StepInfo,
     action_kinds,
     load_plugins,
 )
@@ -325,13 +317,14 @@ def due_times(
 # --- scheduling on stage changes ------------------------------------------------------------------
 
 
-def _iso(at: datetime) -> str:
+def iso_utc(at: datetime) -> str:
+    """Return `at` in UTC as ISO 8601 text (how payloads store stage entries and due times)."""
     return at.astimezone(UTC).isoformat()
 
 
 def dedupe_key(deal_id: int, stage: str, entered_at: datetime, pack_key: str, step_key: str) -> str:
     """Return the dedupe key of one step of one stage entry (the same signal twice schedules once)."""
-    digest = hashlib.sha256(f"{stage}\0{_iso(entered_at)}\0{pack_key}\0{step_key}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{stage}\0{iso_utc(entered_at)}\0{pack_key}\0{step_key}".encode()).hexdigest()
     return f"ap:{deal_id}:{digest[:40]}"
 
 
@@ -358,7 +351,9 @@ def _cancel(session: Session, timer_ids: list[int]) -> int:
     return session.execute(stmt).rowcount
 
 
-def _stage(deal: Deal, session: Session, stage_key: str) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+def pipeline_stage(
+    deal: Deal, session: Session, stage_key: str
+) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
     """Return (pipeline document, stage document) for the deal's pinned pipeline version."""
     pipeline = session.get(DefinitionVersion, deal.pipeline_version_id)
     document: Mapping[str, Any] = pipeline.document if pipeline is not None else {}
@@ -412,7 +407,7 @@ def leave_stage(session: Session, existing: list[Timer], stage_key: str) -> int:
 def enter_stage(session: Session, change: StageChange, existing: list[Timer]) -> int:
     """Schedule the steps of every pack the entered stage lists; return how many timers are new."""
     deal = change.deal
-    pipeline, stage = _stage(deal, session, change.to_stage)
+    pipeline, stage = pipeline_stage(deal, session, change.to_stage)
     count = 0
     for pack_key in stage.get("action_packs") or ():
         version = get_published(session, "action_pack", pack_key)
@@ -445,7 +440,7 @@ def _schedule_pack(
     calendar: WorkingCalendar | None,
     existing: list[Timer],
 ) -> int:
-    deal, entry = change.deal, _iso(change.at)
+    deal, entry = change.deal, iso_utc(change.at)
     earlier = [
         t
         for t in existing
@@ -487,95 +482,10 @@ def _schedule_pack(
     return count
 
 
-# --- firing a step ------------------------------------------------------------------------------------
-
-
-def deal_facts(deal: Deal) -> dict[str, Any]:
-    """Return what step conditions read: the deal's form fields plus a few standard ones."""
-    facts: dict[str, Any] = {
-        "stage": deal.stage_key,
-        "status": deal.status,
-        "amount": float(deal.amount) if deal.amount is not None else None,
-        "light": deal.light,
-        "owner_id": deal.owner_id,
-    }
-    facts.update(deal.data or {})
-    return facts
-
-
-def _skip(ctx: TimerContext, deal_id: int | None, reason: str, **details: Any) -> None:
-    payload = ctx.timer.payload
-    body = {"pack": payload.get("pack"), "step": payload.get("step"), "reason": reason, **details}
-    if ctx.record_effect("skipped", "action_step.skipped", body):
-        record_event(
-            ctx.session,
-            at=ctx.now,
-            actor_id=None,
-            action="action_step.skip",
-            object_type="deals" if deal_id is not None else None,
-            object_id=deal_id,
-            payload={**body, "timer_id": ctx.timer.id},
-        )
-
-
-@timer_kind(STEP_KIND, max_attempts=DEFAULT_MAX_ATTEMPTS, backoff_seconds=DEFAULT_BACKOFF.total_seconds())
-def fire_step(ctx: TimerContext) -> None:
-    """Run one due step: re-check the deal, its stage and the step's condition, then the action."""
-    payload = ctx.timer.payload
-    # The owner comes with the deal: nearly every action reads it (recipient, language, templates).
-    deal = ctx.session.get(Deal, payload["deal"], options=[joinedload(Deal.owner)])
-    if deal is None:
-        _skip(ctx, None, "deal_gone")
-        return
-    try:
-        pack = pack_for_version(ctx.session, payload["pack_version"])
-    except (LookupError, PackUnusable) as exc:
-        raise GiveUp(str(exc)) from exc
-    step = pack.by_key.get(payload["step"])
-    if step is None:
-        raise GiveUp(f"action pack {pack.key!r} v{pack.number} has no step {payload['step']!r}")
-    if pack.on_exit == "cancel" and deal.stage_key != payload["stage"]:
-        _skip(ctx, deal.id, "left_stage", now_in=deal.stage_key)
-        return
-    if step.relative_to == "date_field" and _date_moved(ctx, deal, pack, step):
-        return
-    if step.condition is not None and not step.condition.test(deal_facts(deal), ctx.now):
-        _skip(ctx, deal.id, "condition_false")
-        return
-    info = StepInfo(
-        pack_key=pack.key,
-        pack_version_id=pack.version_id,
-        step_key=step.key,
-        label=step.label,
-        stage_key=payload["stage"],
-    )
-    step.kind.run(ActionContext(ctx, deal, info), step.prepared)
-
-
-def _date_moved(ctx: TimerContext, deal: Deal, pack: CompiledPack, step: CompiledStep) -> bool:
-    """A date-field step follows its field: skip when it was cleared, re-arm when it moved later."""
-    pipeline, _ = _stage(deal, ctx.session, ctx.timer.payload["stage"])
-    calendar = calendar_named(ctx.session, pack.calendar_key or pipeline.get("calendar"))
-    due = step_due(step, entered_at=ctx.now, deal=deal, calendar=calendar, earlier={})
-    if due is None:
-        _skip(ctx, deal.id, "date_field_empty", field=step.anchor)
-        return True
-    if due <= ctx.now:
-        return False
-    if ctx.record_effect("moved", "action_step.moved", {"due_at": _iso(due)}):
-        schedule_timer(
-            ctx.session,
-            kind=STEP_KIND,
-            due_at=due,
-            payload=dict(ctx.timer.payload),
-            subject=("deal", deal.id),
-            dedupe_key=f"ap:moved:{ctx.timer.id}",
-            max_attempts=ctx.timer.max_attempts,
-            now=ctx.now,
-        )
-    return True
-
-
 # Every process that can schedule or fire steps imports this module at start-up (the web app, and workers
 # and schedulers through TASK_MODULES): a duplicate or missing action kind stops it here, not at a step.
 load_plugins()
+
+# The step timer kind lives with the code that fires steps; importing it here registers it wherever steps
+# are scheduled (schedule_timer refuses unknown kinds). Last, because that module imports this one.
+import salesmesh.workflows.action_firing  # noqa: E402, F401

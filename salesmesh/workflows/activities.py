@@ -11,21 +11,26 @@ to-dos for one person about one record, created and completed here. Same service
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from salesmesh.platform.audit import record_events
 from salesmesh.platform.clock import Clock
 from salesmesh.platform.i18n import N_
 from salesmesh.platform.models import User
 from salesmesh.workflows import record_values as rv
-from salesmesh.workflows.lights import refresh_deal_light
+from salesmesh.workflows.lights import refresh_deal_light, refresh_lights
 from salesmesh.workflows.models import (
     ACTIVITY_KINDS,
     CONTACT_KINDS,
     LOGGED_KINDS,
+    SYSTEM_KINDS,
     Activity,
     Customer,
     Deal,
@@ -184,6 +189,87 @@ def log_activity(
     )
     refresh_deal_light(session, subject.deal_id, now=now)  # an interaction or next step moves the light
     return activity
+
+
+_INSERT_ENTRIES = insert(Activity.__table__).returning(
+    Activity.__table__.c.id, Activity.__table__.c.deal_id, Activity.__table__.c.kind
+)
+
+
+@dataclass(frozen=True)
+class DealEntry:
+    """One entry the runtime writes on a deal's timeline (`log_deal_entries`)."""
+
+    deal: Deal
+    kind: str
+    summary: str | None = None
+    data: dict[str, Any] | None = None
+
+
+def log_deal_entries(session: Session, entries: Sequence[DealEntry], *, clock: Clock) -> list[int]:
+    """Log runtime entries on many deals at once, as `log_activity` logs one; return their ids.
+
+    For the runtime (no actor, nothing to authorise) and system kinds only, which move none of a deal's
+    history fields: one INSERT, the `activity.log` audit events appended as one batch, one light refresh
+    for the deals. Errors name `/<index>/kind`, `/<index>/summary` or `/<index>/data`.
+    """
+    if not entries:
+        return []
+    errors = Errors()
+    now = clock.now()
+    datas = _plain_datas([entry.data for entry in entries])
+    rows = []
+    for index, entry in enumerate(entries):
+        here = errors.nested(f"/{index}")
+        # The columns a system entry on a deal leaves empty (lead, contact, actor, outcome, next step, form)
+        # are not named: the table leaves them NULL.
+        rows.append(
+            {
+                "kind": rv.choice(entry.kind, "/kind", here, SYSTEM_KINDS),
+                "subject_type": "deal",
+                "customer_id": entry.deal.customer_id,
+                "deal_id": entry.deal.id,
+                "occurred_at": now,
+                "owner_id": entry.deal.owner_id,
+                "team_id": entry.deal.team_id,
+                "summary": rv.text(entry.summary, "/summary", here, max_len=20_000),
+                "data": datas[index] if datas is not None else rv.data(entry.data, "/data", here),
+                "created_at": now,
+            }
+        )
+    errors.raise_if_any()
+    # The rows come back unordered (SQLite would insert them one by one to keep the order): the audit
+    # events need only each row's id, deal and kind.
+    written = sorted(session.execute(_INSERT_ENTRIES, rows))
+    record_events(
+        session,
+        [
+            {
+                "at": now,
+                "actor_id": None,
+                "action": "activity.log",
+                "object_type": Activity.__tablename__,
+                "object_id": ident,
+                "payload": {"kind": kind, "subject_type": "deal", "subject_id": deal_id},
+            }
+            for ident, deal_id, kind in written
+        ],
+    )
+    deals = list({entry.deal.id: entry.deal for entry in entries}.values())
+    refresh_lights(session, deals, now=now)
+    return [ident for ident, _deal, _kind in written]
+
+
+def _plain_datas(values: list[dict[str, Any] | None]) -> list[dict[str, Any]] | None:
+    """What `rv.data` returns for each value, with one encoding for all; None when one is not a JSON
+    object or they are too large together (then each is checked, and the bad one named, on its own)."""
+    if not all(value is None or isinstance(value, dict) for value in values):
+        return None
+    try:
+        encoded = json.dumps([value or {} for value in values], ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    return json.loads(encoded) if len(encoded.encode()) <= rv.MAX_DATA_BYTES else None
 
 
 # --- tasks ------------------------------------------------------------------------------------------

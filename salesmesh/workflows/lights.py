@@ -35,6 +35,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from salesmesh.metamodel.models import Definition, DefinitionVersion
 from salesmesh.platform.clock import aware
@@ -350,6 +351,44 @@ def refresh_deal_light(session: Session, deal_id: int | None, *, now: datetime) 
         return None
     deal = session.get(Deal, deal_id)
     return refresh_light(session, deal, now=now) if deal is not None else None
+
+
+def refresh_lights(session: Session, deals: Sequence[Deal], *, now: datetime) -> int:
+    """Recompute the lights of many deals as `refresh_light` does one's; return how many changed.
+
+    On PostgreSQL the deals' rows are locked first (in id order, so two batches cannot deadlock) and re-read;
+    then one query reads their open tasks' due times and one UPDATE stores the lights that changed.
+    """
+    if not deals:
+        return 0
+    session.flush()  # pending changes to the deals and their tasks are inputs
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            select(Deal)
+            .where(Deal.id.in_(sorted({deal.id for deal in deals})))
+            .order_by(Deal.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    rules = rules_for(session, {deal.pipeline_version_id for deal in deals})
+    dues = earliest_task_dues(session, [deal.id for deal in deals if deal.status == "open"])
+    params: list[dict[str, Any]] = []
+    for deal in deals:
+        state = _state_of(deal, rules[deal.pipeline_version_id], dues.get(deal.id), now)
+        new = {
+            "light": state.light,
+            "overdue_since": state.overdue_since,
+            "light_changes_at": state.changes_at,
+        }
+        if (deal.light, deal.overdue_since, deal.light_changes_at) == tuple(new.values()):
+            continue
+        params.append({"b_id": deal.id, **new})
+        for key, value in new.items():  # the loaded deal says what the row now says
+            set_committed_value(deal, key, value)
+    if params:
+        table = Deal.__table__
+        session.execute(update(table).where(table.c.id == bindparam("b_id")), params)
+    return len(params)
 
 
 @on_stage_change
