@@ -1,40 +1,46 @@
 """`salesmesh demo seed`: build the medical-device company of PRODUCT.md for demos and manual testing.
 
-It installs the shipped template packs, then creates an admin, an ops person, 3 team leads and 52 reps
-with realistic attributes (years of medical background, skills, seniority, regions, capacity) and weeks
-of lead history from the web form, the 400-number phone system and ad platforms: leads filled in under
-the published md-lead form, first calls and next steps, tasks, and customers, contacts and deals made
-from the converted leads through the conversion service. Everything is drawn
-from a seeded random generator, so the same seed gives the same company. Running it again on a seeded
-database changes nothing and prints the logins again. Demo accounts exist only through this command.
+It installs the shipped template packs, opens the lead form to the public, then creates an admin, an
+ops person, 3 team leads and 52 reps with realistic attributes (years of medical background, skills,
+seniority, regions, capacity) through the account service, and weeks of history through the real
+services on a simulated clock: leads taken in and routed (`demo_leads`), deals converted and walked along
+the locked pipeline (`demo_deals`), then what the periodic jobs would have done by now (missed first
+responses escalated, lights advanced). `settle_demo` runs afterwards, once the seed is committed: it
+fires the action-pack steps, pool checks and approval deadlines that came due, as the app's sweeper
+would. Everything is drawn from a seeded random generator, so the same seed gives the same company.
+Running it again on a seeded database changes nothing and prints the logins again. Demo accounts exist
+only through this command; they share one password, hashed once.
 """
 
 from __future__ import annotations
 
+import logging
 import random
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from salesmesh.metamodel.versions import get_published
 from salesmesh.platform.accounts import create_team, create_user, set_team_lead
 from salesmesh.platform.audit import record_event
 from salesmesh.platform.cli import CliError, pass_runtime
 from salesmesh.platform.clock import Clock
+from salesmesh.platform.demo_deals import seed_deals
+from salesmesh.platform.demo_leads import person_name, seed_leads
+from salesmesh.platform.jobs import load_task_modules
 from salesmesh.platform.models import Team, User
+from salesmesh.platform.passwords import hash_password
 from salesmesh.platform.runtime import Runtime
-from salesmesh.workflows.conversion import convert_lead
-from salesmesh.workflows.lights import refresh_light
-from salesmesh.workflows.models import Activity, Lead, Task
+from salesmesh.platform.sweeper import sweep_once
+from salesmesh.platform.timers import Timer
+from salesmesh.workflows.lights import sweep_lights
+from salesmesh.workflows.models import Lead
 from salesmesh.workflows.public_form_models import PublicForm
 from salesmesh.workflows.public_forms import enable_public_form
-from salesmesh.workflows.record_ui import end_of_day, work_timezone
-from salesmesh.workflows.records import find_duplicate_customer
+from salesmesh.workflows.sla_sweep import sweep_breaches
 
 PACKS_DIR = Path(__file__).resolve().parents[2] / "packs"
 # The demo company is the medical-device distributor; the SaaS pack stays available to import.
@@ -42,45 +48,7 @@ DEMO_PACKS = ("medical-device-direct",)
 DEMO_PASSWORD = "salesmesh-demo"
 DEMO_DOMAIN = "demo.salesmesh.test"
 LEAD_FORM_KEY = "md-lead"
-DEMO_PIPELINE = "md-sales"
 
-SURNAMES = (
-    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
-)
-GIVEN = [
-    "伟",
-    "芳",
-    "娜",
-    "秀英",
-    "敏",
-    "静",
-    "丽",
-    "强",
-    "磊",
-    "军",
-    "洋",
-    "勇",
-    "艳",
-    "杰",
-    "娟",
-    "涛",
-    "明",
-    "超",
-    "秀兰",
-    "霞",
-    "平",
-    "刚",
-    "桂英",
-    "晨",
-    "欣怡",
-    "子涵",
-    "浩然",
-    "宇轩",
-    "思远",
-    "梓萱",
-    "一鸣",
-    "嘉怡",
-]
 TEAMS = [
     (
         "key-account-east",
@@ -99,47 +67,6 @@ TEAMS = [
     ),
 ]
 SKILLS = ["imaging", "ultrasound", "patient_monitoring", "ivd", "surgical", "anesthesia"]
-CITIES = {
-    "shanghai": "上海",
-    "jiangsu": "南京",
-    "zhejiang": "杭州",
-    "beijing": "北京",
-    "tianjin": "天津",
-    "hebei": "石家庄",
-    "guangdong": "广州",
-    "guangxi": "南宁",
-    "fujian": "福州",
-}
-CHANNELS = [("web_form", 0.45), ("phone_system", 0.35), ("ad_platform", 0.20)]
-CAMPAIGNS = {
-    "web_form": ["官网询价", "产品白皮书下载"],
-    "phone_system": ["400 热线"],
-    "ad_platform": ["百度推广-超声", "微信广告-监护仪", "医疗器械博览会"],
-}
-# Option codes of the shipped md-lead / md-deal forms, so demo records validate under them.
-PRODUCTS = ["imaging", "ultrasound", "patient_monitoring", "ivd", "surgical", "anesthesia"]
-PRODUCT_NAMES = {
-    "imaging": "医学影像",
-    "ultrasound": "超声诊断",
-    "patient_monitoring": "监护设备",
-    "ivd": "体外诊断",
-    "surgical": "手术设备",
-    "anesthesia": "麻醉与呼吸",
-}
-DEPARTMENTS = ["radiology", "ultrasound", "icu", "laboratory", "equipment", "emergency"]
-CONTACT_ROLES = ["clinician", "department_head", "equipment_officer", "procurement"]
-FORM_CHANNELS = {"web_form": "website", "phone_system": "hotline", "ad_platform": "ad_platform"}
-TIMEFRAMES = ["within_3_months", "3_to_6_months", "6_to_12_months", "unknown"]
-BUDGETS = ["approved", "applying", "none", "unknown"]
-OUTCOMES = ["reached", "interested", "call_back", "no_answer"]
-NEXT_STEPS = [
-    "发送产品白皮书和案例",
-    "约科室主任做产品演示",
-    "确认预算和采购流程",
-    "回电确认试用需求",
-    "发送报价单",
-]
-TASK_TITLES = ["准备方案演示材料", "整理技术参数对比表", "跟进设备科采购计划", "预约院内试用"]
 
 
 @dataclass
@@ -149,29 +76,7 @@ class SeedReport:
     teams: int
     leads: int
     packs: list[str]
-
-
-def _name(rng: random.Random) -> str:
-    return rng.choice(SURNAMES) + rng.choice(GIVEN)
-
-
-def _institution(rng: random.Random, region: str) -> tuple[str, str, str]:
-    city = CITIES[region]
-    kind = rng.random()
-    if kind < 0.3:
-        return f"{city}市第{rng.randint(1, 9)}人民医院", "tertiary_a", "hospital"
-    if kind < 0.55:
-        return (
-            f"{city}{rng.choice(['中医院', '妇幼保健院', '骨科医院', '肿瘤医院'])}",
-            rng.choice(["tertiary", "secondary_a"]),
-            "hospital",
-        )
-    if kind < 0.85:
-        town = rng.choice(["东", "西", "南", "北", "新", "河", "山", "湖"]) + rng.choice(
-            ["桥", "塘", "口", "坪", "湾", "集"]
-        )
-        return f"{city}{town}镇卫生院", "primary", "township_health_center"
-    return f"{city}{rng.choice(['康宁', '博爱', '瑞和', '仁心'])}民营医院", "secondary", "private_clinic"
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 def install_demo_packs(session: Session, clock: Clock) -> list[str]:
@@ -200,10 +105,11 @@ def seed_demo(
     *,
     seed: int = 42,
     reps: int = 52,
-    weeks: int = 6,
+    weeks: int = 4,
     leads_per_day: int = 60,
 ) -> SeedReport:
     """Create the demo company unless it exists; return what is there."""
+    load_task_modules()  # the stage-change receivers (action packs, lights) and every timer kind
     packs = install_demo_packs(session, clock)
     open_demo_web_form(session, clock)
     now = clock.now()
@@ -218,12 +124,21 @@ def seed_demo(
         )
 
     rng = random.Random(seed)
+    hashed = hash_password(DEMO_PASSWORD)  # one argon2id hash for every demo login (~0.1 s each)
 
     def user(email: str, name: str, role: str, **extra: Any) -> User:
         # Through the account service, so demo people get validated attributes (pinned to the
         # published rep_attributes version) and an audit trail like everyone else.
         return create_user(
-            session, None, email=email, name=name, role=role, password=DEMO_PASSWORD, clock=clock, **extra
+            session,
+            None,
+            email=email,
+            name=name,
+            role=role,
+            password=DEMO_PASSWORD,
+            password_hash=hashed,
+            clock=clock,
+            **extra,
         )
 
     user(admin_email, "Admin 系统管理员", "admin")
@@ -233,7 +148,7 @@ def seed_demo(
         team = create_team(session, None, key=key, name=name, clock=clock)
         lead_user = user(
             f"lead{i}@{DEMO_DOMAIN}",
-            f"{_name(rng)} (组长)",
+            f"{person_name(rng)} (组长)",
             "lead",
             team_id=team.id,
             attributes={"years_medical": rng.randint(8, 15), "seniority": "senior", "regions": regions},
@@ -241,227 +156,85 @@ def seed_demo(
         set_team_lead(session, None, team.id, lead_user.id, clock=clock)
         teams.append((team, regions))
 
-    rep_rows: list[tuple[User, list[str]]] = []
     for i in range(1, reps + 1):
         team, regions = teams[(i - 1) % len(teams)]
         years = max(0, int(rng.gauss(4.5, 3.2)))
         seniority = "junior" if years < 2 else "intermediate" if years < 5 else "senior"
-        my_regions = rng.sample(regions, k=rng.randint(1, 2))
         attrs = {
             "years_medical": years,
             "seniority": seniority,
             "skills": rng.sample(SKILLS, k=rng.randint(1, 3)),
-            "regions": my_regions,
+            "regions": rng.sample(regions, k=rng.randint(1, 2)),
             "key_account_certified": years >= 5 and rng.random() < 0.7,
         }
-        u = user(
+        user(
             f"rep{i}@{DEMO_DOMAIN}",
-            _name(rng),
+            person_name(rng),
             "rep",
             team_id=team.id,
             attributes=attrs,
             daily_capacity=rng.choice([6, 8, 10, 12]),
         )
-        rep_rows.append((u, my_regions))
 
-    by_region: dict[str, list[User]] = {}
-    for u, regs in rep_rows:
-        for r in regs:
-            by_region.setdefault(r, []).append(u)
-
-    lead_form = get_published(session, "form", LEAD_FORM_KEY)
-    start = now - timedelta(weeks=weeks)
-    leads: list[Lead] = []
-    # A new lead and a converted one never name the same institution, so a rep can convert any lead of
-    # their day without running into a customer of someone else (customers are unique per region).
-    taken: dict[str, set[tuple[str, str]]] = {"new": set(), "converted": set()}
-    days = weeks * 7
-    for day in range(days):
-        day_start = start + timedelta(days=day)
-        n = int(leads_per_day * (0.35 if day_start.weekday() >= 5 else 1.0) * rng.uniform(0.8, 1.2))
-        for _ in range(n):
-            region = rng.choice(list(CITIES))
-            inst, grade, inst_type = _institution(rng, region)
-            channel = rng.choices([c for c, _ in CHANNELS], weights=[w for _, w in CHANNELS])[0]
-            received = day_start + timedelta(minutes=rng.randint(8 * 60, 20 * 60))
-            age_days = (now - received).days
-            candidates = by_region.get(region) or [u for u, _ in rep_rows]
-            if grade == "tertiary_a":
-                senior = [u for u in candidates if u.attributes.get("years_medical", 0) >= 5]
-                candidates = senior or candidates
-            owner = rng.choice(candidates) if rng.random() < 0.93 else None
-            status = (
-                "pooled"
-                if owner is None
-                else rng.choices(
-                    ["new", "contacted", "qualified", "converted", "disqualified"],
-                    weights=[
-                        1 if age_days > 3 else 6,
-                        5,
-                        3 if age_days > 7 else 1,
-                        2 if age_days > 14 else 0.2,
-                        1.5,
-                    ],
-                )[0]
-            )
-            if status in taken:
-                other = taken["converted" if status == "new" else "new"]
-                for _attempt in range(20):
-                    if (region, inst) not in other:
-                        break
-                    inst, grade, inst_type = _institution(rng, region)
-                taken[status].add((region, inst))
-            first_contact = None
-            if owner is not None and status != "new":
-                first_contact = min(now, received + timedelta(minutes=int(rng.lognormvariate(3.2, 1.3))))
-            contact_name = _name(rng)
-            phone = f"+861{rng.choice('3578')}{rng.randint(100000000, 999999999)}"
-            email = None if rng.random() < 0.5 else f"contact{len(leads)}@example.cn"
-            campaign = rng.choice(CAMPAIGNS[channel])
-            data: dict[str, Any] = {
-                "institution_name": inst,
-                "institution_grade": grade,
-                "institution_type": inst_type,
-                "region": region,
-                "city": CITIES[region],
-                "contact_name": contact_name,
-                "department": rng.choice(DEPARTMENTS),
-                "contact_role": rng.choice(CONTACT_ROLES),
-                "phone": phone,
-                "product_interest": sorted(rng.sample(PRODUCTS, k=rng.randint(1, 2))),
-                "purchase_timeframe": rng.choice(TIMEFRAMES),
-                "budget_status": rng.choice(BUDGETS),
-                "tender_planned": False,
-                "source_channel": FORM_CHANNELS[channel],
-                "campaign": campaign,
-            }
-            if email:
-                data["email"] = email
-            lead = Lead(
-                name=f"{contact_name} · {inst}",
-                institution=inst,
-                institution_grade=grade,
-                region=region,
-                phone=phone,
-                email=email,
-                status=status,
-                source_channel=channel,
-                campaign=campaign,
-                owner_id=owner.id if owner else None,
-                team_id=owner.team_id if owner else None,
-                form_version_id=lead_form.id if lead_form is not None else None,
-                data=data,
-                received_at=received,
-                assigned_at=received + timedelta(seconds=rng.randint(2, 30)) if owner else None,
-                first_contact_at=first_contact,
-                created_at=received,
-            )
-            session.add(lead)
-            leads.append(lead)
-        if day % 7 == 6:
-            session.flush()
-    session.flush()
-    lead_count = len(leads)
-    history = _seed_history(session, clock, rng, leads)
+    people = list(session.scalars(select(User).order_by(User.id)))
+    users = {u.id: u for u in people}
+    history = seed_leads(session, clock, rng, people, weeks=weeks, leads_per_day=leads_per_day)
+    deals = seed_deals(session, clock, rng, history.converting, users)
+    # What the periodic jobs would have done by now: missed first responses, lights that time changed.
+    breaches = 0
+    while True:
+        swept = sweep_breaches(session, clock=clock)
+        breaches += swept.handled
+        if not swept.more:
+            break
+    while sweep_lights(session, now=now).more:
+        pass
+    counts = {**history.counts, **deals, "sla_breaches": breaches}
     record_event(
         session,
         at=now,
         actor_id=None,
         action="demo.seeded",
-        payload={"seed": seed, "reps": reps, "weeks": weeks, "leads": lead_count, **history},
+        payload={"seed": seed, "reps": reps, "weeks": weeks, **counts},
     )
-    return SeedReport(True, session.query(User).count(), session.query(Team).count(), lead_count, packs)
+    return SeedReport(
+        True, session.query(User).count(), session.query(Team).count(), len(history.leads), packs, counts
+    )
 
 
-def _seed_history(session: Session, clock: Clock, rng: random.Random, leads: list[Lead]) -> dict[str, int]:
-    """Give the demo leads a past: first calls, next steps, tasks, and customers/deals for converted ones.
+@dataclass
+class Settled:
+    """What `settle_demo` ran: timers fired, and how many of them failed for good."""
 
-    Calls and tasks are written as rows (like the leads); conversions go through `convert_lead`, so
-    customers, contacts and deals are validated, audited and carry the lead's history.
+    fired: int
+    failed: int
+
+
+def settle_demo(runtime: Runtime) -> Settled:
+    """Run the action-pack steps, pool checks and approval deadlines now due; return what ran.
+
+    The seeded history scheduled them on the durable timers at moments in the past; the running app's
+    sweeper would fire them at start-up. Firing them here, after the seed committed, makes the first page
+    a visitor opens show their reminders, tasks and escalations. Steps that cannot run (a survey for a
+    contact without an e-mail address) fail as they would in the app and wait on the failed-actions page;
+    the sweeper's log of each is quietened here, the count is reported instead.
     """
-    now = clock.now()
-    tz = work_timezone(session)
-    today = now.astimezone(tz).date()
-
-    def due(low: int, high: int) -> datetime:
-        return end_of_day(today + timedelta(days=rng.randint(low, high)), tz)
-
-    calls = 0
-    for lead in leads:
-        if lead.owner_id is None or lead.first_contact_at is None:
-            continue
-        recent = lead.status in ("contacted", "qualified") and now - lead.received_at < timedelta(days=10)
-        call = Activity(
-            kind="call",
-            subject_type="lead",
-            lead_id=lead.id,
-            occurred_at=lead.first_contact_at,
-            actor_id=lead.owner_id,
-            owner_id=lead.owner_id,
-            team_id=lead.team_id,
-            outcome=rng.choice(OUTCOMES),
-            next_step=rng.choice(NEXT_STEPS) if recent else None,
-            next_step_due_at=due(-3, 5) if recent else None,
-            data={},
-            created_at=lead.first_contact_at,
-        )
-        session.add(call)
-        lead.last_activity_at = lead.first_contact_at
-        lead.next_step, lead.next_step_due_at = call.next_step, call.next_step_due_at
-        calls += 1
-    converting = [lead for lead in leads if lead.status == "converted"]
-    for lead in converting:
-        lead.status = "qualified"  # converted below, through the service
-    session.flush()
-
-    for lead in converting:
-        existing = find_duplicate_customer(session, lead.institution or "", lead.region)
-        product = (lead.data.get("product_interest") or [rng.choice(PRODUCTS)])[0]
-        result = convert_lead(
-            session,
-            None,
-            lead.id,
-            deal={
-                "pipeline_key": DEMO_PIPELINE,
-                "name": f"{lead.institution} · {PRODUCT_NAMES[product]}",
-                "amount": rng.randrange(200_000, 3_000_000, 10_000),
-                "expected_close": today + timedelta(days=rng.randint(20, 120)),
-                "data": {"product_line": product},
-            },
-            customer_id=existing.id if existing is not None else None,
-            contact={"role": lead.data.get("contact_role")},
-            clock=clock,
-        )
-        deal = result.deal
-        deal.next_step, deal.next_step_due_at = rng.choice(NEXT_STEPS), due(-6, 6)
-        refresh_light(session, deal, now=now)
-    session.flush()
-
-    # Two to-dos for each rep, on their most recent leads with a plan: some overdue, some due today.
-    planned: dict[int, list[Lead]] = {}
-    for lead in leads:
-        if lead.owner_id is not None and lead.status in ("contacted", "qualified") and lead.next_step:
-            planned.setdefault(lead.owner_id, []).append(lead)
-    tasks = 0
-    for owner_id in sorted(planned):
-        for lead in planned[owner_id][-2:]:
-            session.add(
-                Task(
-                    title=rng.choice(TASK_TITLES),
-                    subject_type="lead",
-                    lead_id=lead.id,
-                    assignee_id=owner_id,
-                    team_id=lead.team_id,
-                    created_by_id=owner_id,
-                    status="open",
-                    due_at=due(-2, 1),
-                    data={},
-                    created_at=now,
-                )
-            )
-            tasks += 1
-    session.flush()
-    return {"calls": calls, "conversions": len(converting), "tasks": tasks}
+    timers_log = logging.getLogger("salesmesh.timers")
+    level = timers_log.level
+    timers_log.setLevel(logging.CRITICAL)
+    try:
+        with runtime.db.session_scope() as session:
+            failed_before = session.scalar(select(func.count()).where(Timer.status == "failed")) or 0
+        total = 0
+        while (ran := sweep_once(runtime, owner="demo-seed")) > 0:
+            total += ran
+    finally:
+        timers_log.setLevel(level)
+    with runtime.db.session_scope() as session:  # tasks and reminders moved lights: settle those too
+        while sweep_lights(session, now=runtime.clock.now()).more:
+            pass
+        failed = session.scalar(select(func.count()).where(Timer.status == "failed")) or 0
+    return Settled(total, failed - failed_before)
 
 
 @click.group("demo")
@@ -474,7 +247,7 @@ def demo_group() -> None:
     "--seed", default=42, show_default=True, help="Random seed: the same seed builds the same company."
 )
 @click.option("--reps", default=52, show_default=True, type=click.IntRange(3, 500))
-@click.option("--weeks", default=6, show_default=True, type=click.IntRange(1, 52))
+@click.option("--weeks", default=4, show_default=True, type=click.IntRange(1, 52))
 @pass_runtime
 def demo_seed(rt: Runtime, seed: int, reps: int, weeks: int) -> None:
     """Install the shipped packs and build the demo company, then print the logins."""
@@ -484,13 +257,23 @@ def demo_seed(rt: Runtime, seed: int, reps: int, weeks: int) -> None:
         )
     with rt.db.session_scope() as session:
         report = seed_demo(session, rt.clock, seed=seed, reps=reps, weeks=weeks)
+    settled = settle_demo(rt)
     verb = "created" if report.created else "already there"
     click.echo(
         f"demo company {verb}: {report.users} people in {report.teams} teams, {report.leads} leads; "
         f"packs: {', '.join(report.packs)}"
     )
+    if report.created:
+        c = report.counts
+        click.echo(
+            f"  {c.get('deals', 0)} deals ({c.get('signed', 0)} signed, {c.get('lost', 0)} lost), "
+            f"{c.get('pooled', 0)} trade-fair leads pooled ({c.get('claims', 0)} claimed), "
+            f"{c.get('sla_breaches', 0)} first responses missed, {settled.fired} action-pack steps and "
+            f"checks run ({settled.failed} failed: see Failed actions)"
+        )
     click.echo("")
-    click.echo(f"  Open http://127.0.0.1:5000 and sign in (password for every demo login: {DEMO_PASSWORD})")
+    url = rt.settings.base_url or "http://127.0.0.1:5000"
+    click.echo(f"  Open {url} and sign in (password for every demo login: {DEMO_PASSWORD})")
     for who, email in (
         ("admin", f"admin@{DEMO_DOMAIN}"),
         ("ops", f"ops@{DEMO_DOMAIN}"),

@@ -242,6 +242,33 @@ def test_medical_routing_sends_tertiary_a_to_key_account_and_township_to_inclusi
     ]
 
 
+def test_medical_trade_fair_leads_wait_in_the_pool() -> None:
+    _, docs = load_pack("medical-device-direct")
+    routing = one(docs, "routing", "md-lead-routing")
+    pool = one(docs, "pool", "md-exhibition-pool")
+    assert pool["form"] == routing["form"] and pool["who_may_claim"]["roles"] == ["rep"]
+    assert pool["cooldown"]["calendar"] == one(docs, "calendar")["key"]
+
+    def route(lead: dict[str, Any]) -> dict[str, Any] | None:
+        return next((r for r in routing["rules"] if evaluate(r["when"], lead)), None)
+
+    fair_clinic = {
+        "institution_grade": "secondary",
+        "institution_type": "private_clinic",
+        "source_channel": "exhibition",
+    }
+    pooled = route(fair_clinic)
+    assert pooled is not None and pooled["strategy"] == "pool" and pooled["pool"] == pool["key"]
+    assert pooled["channel"] in {c["key"] for c in routing["channels"]}
+    assert route({**fair_clinic, "source_channel": "website"}) is None  # other clinics: the fallback
+    fair_hospital = {
+        "institution_grade": "tertiary_a",
+        "institution_type": "hospital",
+        "source_channel": "exhibition",
+    }
+    assert route(fair_hospital)["channel"] == "key_account"  # type: ignore[index]
+
+
 def test_medical_objections_have_five_standard_responses_per_type() -> None:
     _, docs = load_pack("medical-device-direct")
     library = one(docs, "objection_library", "md-objections")
