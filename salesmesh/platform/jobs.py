@@ -4,8 +4,10 @@ A job is a function registered with `@job("name")` taking a `JobContext` and JSO
 (ids, not objects). `run_job` is the only place a job runs: it opens a session, calls the function,
 commits once, rolls back and logs on error. `JobQueue.enqueue_after_commit` holds a job until the
 caller's transaction commits (and drops it on rollback), so a job never reads rows that are not
-there yet. `RQJobQueue` sends jobs to Redis (RQ, JSON-serialised) for `salesmesh worker` processes;
-`InProcessJobQueue` runs the same functions on a background thread in embedded mode.
+there yet; the same job with the same arguments asked for several times in one transaction is enqueued
+once (it would see the same committed rows). `RQJobQueue` sends jobs to Redis (RQ, JSON-serialised) for
+`salesmesh worker` processes; `InProcessJobQueue` runs the same functions on a background thread in
+embedded mode.
 `make_job_queue(runtime)` picks one from the settings. Modules that register jobs are listed in
 `TASK_MODULES` and imported by every process that enqueues or runs jobs.
 """
@@ -173,7 +175,13 @@ def _within(transaction: SessionTransaction | None, ancestor: SessionTransaction
 def _deliver_pending(session: Session) -> None:
     if session.get_nested_transaction() is not None:
         return  # a savepoint was released; the outer transaction may still roll back
+    # A batch of action steps each asking for the delivery job must not flood the queue with copies.
+    seen: set[tuple[int, str, str, str | None]] = set()
     for pending in session.info.pop(_PENDING_KEY, []):
+        key = (id(pending.queue), pending.name, json.dumps(pending.args, sort_keys=True), pending.job_id)
+        if key in seen:
+            continue
+        seen.add(key)
         try:
             pending.queue.enqueue_now(pending.name, *pending.args, job_id=pending.job_id)
         except Exception:

@@ -87,6 +87,21 @@ def test_enqueue_after_commit_delivers_on_commit_and_drops_on_rollback(runtime: 
     assert _keys(runtime) == ["committed"]
 
 
+def test_the_same_job_asked_for_twice_in_one_transaction_is_enqueued_once(runtime: Runtime) -> None:
+    jobs = _in_process(runtime)
+    with runtime.db.Session() as s:
+        for key in ("a", "b", "a"):
+            with s.begin_nested():  # e.g. each action step of a batch asking for the delivery job
+                jobs.enqueue_after_commit(s, "tests.record", key)
+        jobs.enqueue_after_commit(s, "tests.record", "a")
+        s.commit()
+        assert jobs.backlog() == 2
+        jobs.enqueue_after_commit(s, "tests.record", "a")  # the next transaction asks again: it runs again
+        s.commit()
+    assert jobs.drain() == 3  # a, b, then a again
+    assert sorted(_keys(runtime)) == ["a", "b"]
+
+
 def test_savepoints_decide_which_jobs_survive(runtime: Runtime) -> None:
     jobs = _in_process(runtime)
     with runtime.db.Session() as s:
