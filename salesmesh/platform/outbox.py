@@ -3,14 +3,15 @@ the transaction that decided to send them and delivered after commit by a job.
 
 `enqueue_messages(session, [...], now=...)` inserts rows with `INSERT ... ON CONFLICT DO NOTHING` on the
 idempotency key, so code that runs again (a retried job, a re-run sweep) never queues a message twice.
-`deliver_due(runtime)` claims due rows under a lease in one short transaction (`FOR UPDATE SKIP LOCKED` on
-PostgreSQL, `BEGIN IMMEDIATE` on SQLite), sends them with no transaction open (a slow SMTP server never
-holds a database lock), then records every result in a second short transaction: sent, or retried with
-exponential backoff, or failed for good after `max_attempts` with the last error kept. A crash between
-sending and recording re-sends once the lease expires (at least once), so each message carries its key for
-the receiver to drop repeats: an e-mail's `Message-ID` is derived from it, a webhook sends it as
-`Idempotency-Key`. Webhook bodies are signed like inbound intake requests: `X-Salesmesh-Timestamp` (unix
-seconds) and `X-Salesmesh-Signature: sha256=<HMAC-SHA256(secret, timestamp + "." + body)>`.
+`deliver_due(runtime)` claims due rows under a lease (the setting `outbox_lease_seconds`) in one short
+transaction (`FOR UPDATE SKIP LOCKED` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite), sends them with no
+transaction open (a slow SMTP server never holds a database lock), then records every result in a second
+short transaction: sent, or retried with exponential backoff, or failed for good after `max_attempts`
+with the last error kept. A crash between sending and recording re-sends once the lease expires (at least
+once), so each message carries its key for the receiver to drop repeats: an e-mail's `Message-ID` is
+derived from it, a webhook sends it as `Idempotency-Key`. Webhook bodies are signed like inbound intake
+requests: `X-Salesmesh-Timestamp` (unix seconds) and
+`X-Salesmesh-Signature: sha256=<HMAC-SHA256(secret, timestamp + "." + body)>`.
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ OUTBOX_STATUSES = (PENDING, SENDING, SENT, FAILED)
 MAX_ATTEMPTS = 8  # with the backoff below: about four hours of retries
 BACKOFF = timedelta(minutes=1)
 MAX_BACKOFF = timedelta(hours=6)
-LEASE = timedelta(minutes=10)  # longer than a batch of sends with their timeouts
 DELIVERY_BATCH = 20
 _ERROR_LIMIT = 2000
 USER_AGENT = "salesmesh-webhooks/1"
@@ -234,6 +234,7 @@ def retry_delay(attempts: int) -> timedelta:
 
 def _claim(runtime: Runtime, limit: int) -> list[Any]:
     now = runtime.clock.now()
+    lease = timedelta(seconds=runtime.settings.outbox_lease_seconds)
     due = or_(
         and_(OutboxMessage.status == PENDING, OutboxMessage.next_attempt_at <= now),
         and_(OutboxMessage.status == SENDING, OutboxMessage.lease_until < now),  # its sender crashed
@@ -248,7 +249,7 @@ def _claim(runtime: Runtime, limit: int) -> list[Any]:
     claim = (
         update(OutboxMessage)
         .where(OutboxMessage.id.in_(candidates.scalar_subquery()))
-        .values(status=SENDING, lease_until=now + LEASE, attempts=OutboxMessage.attempts + 1)
+        .values(status=SENDING, lease_until=now + lease, attempts=OutboxMessage.attempts + 1)
         .returning(
             OutboxMessage.id,
             OutboxMessage.channel,

@@ -39,6 +39,9 @@ class Settings:
     sweeper_interval_seconds: float = 2.0
     sweeper_batch_size: int = 200
     timer_lease_seconds: int = 120
+    # How long a claimed outbox message stays with its sender before another may send it (again): longer
+    # than a batch of sends with their timeouts, or a slow batch is sent twice.
+    outbox_lease_seconds: int = 600
     default_locale: str = "en"
     # Reverse proxies in front of the app that set X-Forwarded-For/-Proto (0 = none): without this,
     # behind nginx every client has the proxy's address and per-address login throttling is global.
@@ -96,7 +99,13 @@ class Settings:
             raise SettingsError(f"{ENV_PREFIX}PROXY_HOPS: must be between 0 and 5")
         if self.default_locale not in ("en", "zh"):
             raise SettingsError(f"{ENV_PREFIX}DEFAULT_LOCALE: must be 'en' or 'zh'")
-        for name in ("max_request_bytes", "max_json_depth", "sweeper_batch_size", "timer_lease_seconds"):
+        for name in (
+            "max_request_bytes",
+            "max_json_depth",
+            "sweeper_batch_size",
+            "timer_lease_seconds",
+            "outbox_lease_seconds",
+        ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()}: must be a positive number")
         self._check_outgoing()
@@ -163,6 +172,7 @@ class Settings:
             "SESSION_IDLE_MINUTES": "session_idle_minutes",
             "SWEEPER_BATCH_SIZE": "sweeper_batch_size",
             "TIMER_LEASE_SECONDS": "timer_lease_seconds",
+            "OUTBOX_LEASE_SECONDS": "outbox_lease_seconds",
             "PROXY_HOPS": "proxy_hops",
             "SMTP_PORT": "smtp_port",
         }

@@ -15,11 +15,13 @@ def test_from_env_reads_only_given_mapping(tmp_path: Path) -> None:
             "SALESMESH_SECRET_KEY": "x" * 32,
             "SALESMESH_INSTANCE_PATH": str(tmp_path),
             "SALESMESH_SWEEPER_BATCH_SIZE": "50",
+            "SALESMESH_OUTBOX_LEASE_SECONDS": "5",
         }
     )
     assert s.database_url == "postgresql+psycopg://u@h/db"
     assert s.redis_url == "redis://127.0.0.1:6379/0"
     assert s.sweeper_batch_size == 50
+    assert s.outbox_lease_seconds == 5
     assert s.instance_path == tmp_path.resolve()
 
 
@@ -41,6 +43,10 @@ def test_sqlite_default_lives_in_instance_folder(tmp_path: Path) -> None:
             "SALESMESH_SWEEPER_BATCH_SIZE",
         ),
         ({"SALESMESH_SECRET_KEY": "k" * 20, "SALESMESH_DEMO": "maybe"}, "SALESMESH_DEMO"),
+        (
+            {"SALESMESH_SECRET_KEY": "k" * 20, "SALESMESH_OUTBOX_LEASE_SECONDS": "0"},
+            "SALESMESH_OUTBOX_LEASE_SECONDS",
+        ),
         ({"SALESMESH_SECRET_KEY": "k" * 20, "SALESMESH_DEFAULT_LOCALE": "fr"}, "SALESMESH_DEFAULT_LOCALE"),
     ],
 )
