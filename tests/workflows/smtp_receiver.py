@@ -1,5 +1,7 @@
 """A minimal local SMTP receiver for tests (the outside world's mail server): it speaks just enough SMTP
-for `smtplib` (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT) and keeps every message it accepts."""
+for `smtplib` (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT) and keeps every message it accepts. It may
+take `delay` seconds to accept each message, like a real server, so a fault test can kill a sender while a
+batch of messages is under way."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import email
 import email.policy
 import socketserver
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +33,7 @@ class Inbox:
     messages: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     port: int = 0
+    delay: float = 0.0  # seconds before each message is accepted
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -60,6 +64,8 @@ class _Handler(socketserver.StreamRequestHandler):
                 lines = []
                 while (line := self.rfile.readline()) not in (b".\r\n", b".\n", b""):
                     lines.append(line[1:] if line.startswith(b"..") else line)
+                if self.inbox.delay:
+                    time.sleep(self.inbox.delay)
                 with self.inbox.lock:
                     self.inbox.messages.append(
                         Received(
@@ -79,9 +85,9 @@ class _Handler(socketserver.StreamRequestHandler):
 
 
 @contextmanager
-def smtp_receiver() -> Iterator[Inbox]:
+def smtp_receiver(*, delay: float = 0.0) -> Iterator[Inbox]:
     """Run an SMTP receiver on a free local port for the duration of the block."""
-    inbox = Inbox()
+    inbox = Inbox(delay=delay)
     handler = type("Handler", (_Handler,), {"inbox": inbox})
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True

@@ -1,8 +1,16 @@
-"""Action-pack steps under process faults, on real PostgreSQL + Redis: 2,000 steps (a task and a reminder
-for each of 1,000 deals entering a stage) come due within one minute while a real scheduler and two RQ
-workers are SIGKILLed at random several times, and the Redis server is restarted empty once. Afterwards
-every step has fired exactly once — one ledger entry, one task or one reminder (with its notification)
-— none before its due time, none lost.
+"""Action-pack steps under process faults, on real PostgreSQL + Redis: 2,000 steps (a task, an e-mail to
+the owner, a signed webhook and a reminder for each of 500 deals entering a stage) come due within one
+minute while a real scheduler and two RQ workers are SIGKILLed at random several times (at least once
+both workers while outbox messages are being sent), and the Redis server is restarted empty once.
+
+Afterwards every step has fired exactly once — one ledger entry, one task, one queued e-mail, one queued
+webhook or one reminder (with its notification, which is e-mailed too) — none before its due time, none
+lost. The e-mails and webhooks leave through the outbox to a local SMTP receiver and a local webhook
+receiver, and what holds there is *at least once, under one key*: each message has exactly one outbox row
+(one idempotency key), ends `sent`, and reached its receiver; a kill between sending and recording the
+result makes the outbox send it again once its lease runs out, so a receiver may see a message more than
+once, but every copy carries the same Message-ID / Idempotency-Key and the same content, and never more
+copies than the row has attempts. The test makes sure such a re-send happened.
 
 Redis is a private `redis-server` on a free port (no persistence), so restarting it empty touches no
 other test. The processes run the real CLI (`tests.platform.fault_support.slow_cli`) with the system
@@ -12,14 +20,20 @@ killed at teardown.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import random
+import re
 import shutil
 import socket
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -28,20 +42,33 @@ from salesmesh.metamodel.versions import create_definition_draft, publish_versio
 from salesmesh.platform.db import Base
 from salesmesh.platform.models import Team, User
 from salesmesh.platform.notifications import Notification
+from salesmesh.platform.outbox import OutboxMessage, message_id
 from salesmesh.platform.runtime import Runtime
 from salesmesh.platform.settings import Settings
 from salesmesh.platform.timers import Effect, Timer
 from salesmesh.workflows.action_packs import STEP_KIND
 from salesmesh.workflows.models import Activity, Customer, Deal, Task
 from salesmesh.workflows.stage_signals import StageChange, send_stage_change
+from tests.conftest import service_missing
+from tests.platform.notification_helpers import Hooks, webhook_receiver
 from tests.platform.test_faults import Processes, _processes, _wait_for
+from tests.workflows.smtp_receiver import Inbox, smtp_receiver
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
-DEALS = 1000
+DEALS = 500
+STEPS = 4 * DEALS
 SPREAD = timedelta(seconds=20)  # stage entries spread over the 20 s before the test's "now"
-SECOND_STEP = 0.01  # hours (36 s): the reminders come due 16-36 s after "now"
 CHAOS = 30.0  # seconds of random kills
+SMTP_DELAY = 0.01  # the receiver takes 10 ms per message: a batch of 20 e-mails is under way for 0.2 s
+OUTBOX_LEASE = 5  # seconds before a message a killed sender held is sent again
+WEBHOOK_SECRET = "fault-webhook-secret-0123456789"
+KINDS = {
+    "task": "actions.task",
+    "email": "actions.email",
+    "webhook": "actions.webhook",
+    "remind": "actions.remind",
+}
 
 PIPELINE = {
     "kind": "pipeline",
@@ -62,28 +89,59 @@ PIPELINE = {
         {"key": "won", "label": {"en": "Won", "zh": "赢单"}, "probability": 100, "outcome": "won"},
     ],
 }
-PACK = {
-    "kind": "action_pack",
-    "key": "fault-pack",
-    "schema_version": 1,
-    "label": {"en": "Fault pack", "zh": "故障测试动作包"},
-    "steps": [
-        {
-            "key": "prepare",
-            "label": {"en": "Prepare", "zh": "准备"},
-            "offset": {"after_minutes": 0, "relative_to": "stage_entry"},
-            "action": {"kind": "task", "params": {"title": {"en": "Prepare the demo", "zh": "准备演示"}}},
-            "retry": {"max_attempts": 20, "backoff_minutes": 1},
-        },
-        {
-            "key": "follow_up",
-            "label": {"en": "Follow up", "zh": "跟进"},
-            "offset": {"after_hours": SECOND_STEP, "relative_to": "stage_entry"},
-            "action": {"kind": "remind", "params": {"message": {"en": "Follow up.", "zh": "请跟进。"}}},
-            "retry": {"max_attempts": 20, "backoff_minutes": 1},
-        },
-    ],
-}
+RETRY = {"max_attempts": 20, "backoff_minutes": 1}
+
+
+def _pack(hook_url: str) -> dict[str, Any]:
+    """Four steps per deal: a task at once, a reminder 9 s, an e-mail 18 s, a webhook 27 s after the entry.
+
+    The reminders come first: the e-mail and webhook steps after them start the delivery job (after their
+    commit), which sends the reminders' e-mails too; nothing waits for the periodic delivery run.
+    """
+
+    def step(key: str, hours: float, action: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "key": key,
+            "label": {"en": key.replace("_", " ").capitalize(), "zh": key},
+            "offset": {"after_hours": hours, "relative_to": "stage_entry"},
+            "action": action,
+            "retry": RETRY,
+        }
+
+    return {
+        "kind": "action_pack",
+        "key": "fault-pack",
+        "schema_version": 1,
+        "label": {"en": "Fault pack", "zh": "故障测试动作包"},
+        "steps": [
+            step(
+                "prepare",
+                0,
+                {"kind": "task", "params": {"title": {"en": "Prepare the demo", "zh": "准备演示"}}},
+            ),
+            step(
+                "follow_up",
+                0.0025,
+                {"kind": "remind", "params": {"message": {"en": "Follow up.", "zh": "请跟进。"}}},
+            ),
+            step(
+                "mail_owner",
+                0.005,
+                {
+                    "kind": "email",
+                    "params": {
+                        "to": "owner",
+                        "subject": {"en": "Demo under way", "zh": "演示进行中"},
+                        "body": {
+                            "en": "{{ deal.name }}: the demo is under way.",
+                            "zh": "{{ deal.name }}：演示进行中。",
+                        },
+                    },
+                },
+            ),
+            step("notify_crm", 0.0075, {"kind": "webhook", "params": {"url": hook_url}}),
+        ],
+    }
 
 
 def _free_port() -> int:
@@ -96,9 +154,10 @@ class PrivateRedis:
     """A redis-server of our own (no persistence) that can be restarted empty."""
 
     def __init__(self, logs: Path) -> None:
-        self.binary = shutil.which("redis-server")
-        if self.binary is None:
-            pytest.skip("redis-server is not installed")
+        binary = shutil.which("redis-server")
+        if binary is None:
+            service_missing("redis-server (the fault test's private Redis)", "not on PATH")
+        self.binary = str(binary)
         self.port = _free_port()
         self.logs = logs
         self.proc: subprocess.Popen[bytes] | None = None
@@ -167,11 +226,23 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     server.stop()
 
 
-def _schedule(rt: Runtime) -> datetime:
-    """Publish the pack, open 1,000 deals and move each into "demo" (the real stage-change receiver)."""
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    with smtp_receiver(delay=SMTP_DELAY) as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def hooks() -> Iterator[tuple[str, Hooks]]:
+    with webhook_receiver() as receiver:
+        yield receiver
+
+
+def _schedule(rt: Runtime, hook_url: str) -> datetime:
+    """Publish the pack, open 500 deals and move each into "demo" (the real stage-change receiver)."""
     now = rt.clock.now()
     with rt.db.session_scope() as s:
-        for doc in (PACK, PIPELINE):
+        for doc in (_pack(hook_url), PIPELINE):
             draft = create_definition_draft(s, None, doc, rt.clock)
             version = publish_version(s, None, draft.id, rt.clock)
         team = Team(key="fault", name={"en": "Fault", "zh": "故障"}, created_at=now)
@@ -225,9 +296,19 @@ def _schedule(rt: Runtime) -> datetime:
     return now
 
 
-def _done(rt: Runtime) -> int:
+def _finished(rt: Runtime) -> bool:
+    """Every step done and every outbox message (3 per deal: step e-mail, webhook, reminder e-mail) sent."""
     with rt.db.session_scope() as s:
-        return s.scalar(select(func.count()).select_from(Timer).where(Timer.status == "done")) or 0
+        done = s.scalar(select(func.count()).select_from(Timer).where(Timer.status == "done"))
+        sent = s.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "sent"))
+    return done == STEPS and sent == 3 * DEALS
+
+
+def _sending(rt: Runtime) -> int:
+    with rt.db.session_scope() as s:
+        return s.scalar(
+            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "sending")
+        )
 
 
 def _mid_job(log: Path) -> bool:
@@ -235,8 +316,9 @@ def _mid_job(log: Path) -> bool:
     return text.count(": salesmesh: platform.run_timers (") > text.count("job platform.run_timers (")
 
 
-def _chaos(procs: Processes, redis: PrivateRedis, rng: random.Random) -> list[str]:
-    """Kill the scheduler or a worker at random every 1.5-4 s (restarting it), and Redis once."""
+def _chaos(procs: Processes, redis: PrivateRedis, rt: Runtime, rng: random.Random) -> list[str]:
+    """Kill the scheduler or a worker at random every 1.5-4 s (restarting it), both workers while outbox
+    messages are being sent (until one such kill strands messages), and Redis once."""
     # A SIGKILLed worker stays registered in Redis under its name: each replacement gets a new one.
     roles = {"scheduler": ("scheduler",), "worker-a": ("worker", "--name"), "worker-b": ("worker", "--name")}
 
@@ -249,13 +331,22 @@ def _chaos(procs: Processes, redis: PrivateRedis, rng: random.Random) -> list[st
     events: list[str] = []
     started = time.monotonic()
     redis_at = started + rng.uniform(8, 14)
-    targeted = False
+    targeted = stranded = False
+    next_outbox_try = started + 2
     while time.monotonic() - started < CHAOS:
         time.sleep(0.1)
         if not targeted and _mid_job(procs.logs / "worker-a-0.log"):
             procs.kill(running["worker-a"])  # one kill surely mid-batch
             events.append("kill worker-a mid-job")
             targeted = True
+        elif not stranded and time.monotonic() >= next_outbox_try and _sending(rt):
+            # Both workers at once: whatever they had claimed in the outbox is held by nobody now.
+            procs.kill(running["worker-a"])
+            procs.kill(running["worker-b"])
+            left = _sending(rt)
+            events.append(f"kill both workers mid-delivery ({left} messages stranded)")
+            stranded = left > 0
+            next_outbox_try = time.monotonic() + 2
         elif redis_at and time.monotonic() >= redis_at:
             redis.restart_empty()
             events.append("restart redis empty")
@@ -271,36 +362,23 @@ def _chaos(procs: Processes, redis: PrivateRedis, rng: random.Random) -> list[st
     return events
 
 
-def test_steps_fire_exactly_once_through_kills_and_an_empty_redis(
-    fault_runtime: Runtime, pg_url: str, private_redis: PrivateRedis, tmp_path: Path
-) -> None:
-    rt = fault_runtime
-    now = _schedule(rt)
-    with rt.db.session_scope() as s:
-        assert s.scalar(select(func.count()).select_from(Timer).where(Timer.kind == STEP_KIND)) == 2 * DEALS
-        last_due = s.scalar(select(func.max(Timer.due_at)))
-        assert last_due - now < timedelta(minutes=1)
-    procs = _processes(tmp_path, pg_url, private_redis.url)
-    rng = random.Random(20261127)
-    try:
-        events = _chaos(procs, private_redis, rng)
-        kills = [e for e in events if e.startswith("kill")]
-        assert len(kills) >= 4 and "restart redis empty" in events, events
-        _wait_for(lambda: _done(rt) == 2 * DEALS, 60, "every step to fire", procs)
-    finally:
-        procs.kill_all()
-    assert datetime.now(UTC) > last_due
+def _assert_steps_fired_once(rt: Runtime) -> dict[str, set[int]]:
+    """Ledger, tasks, reminders, notifications: one each, none early. Return {action kind: timer ids}."""
     with rt.db.session_scope() as s:
         statuses = dict(s.execute(select(Timer.status, func.count()).group_by(Timer.status)).all())
-        assert statuses == {"done": 2 * DEALS}, procs.output()
+        assert statuses == {"done": STEPS}
         per_timer = dict(s.execute(select(Effect.timer_id, func.count()).group_by(Effect.timer_id)).all())
-        assert len(per_timer) == 2 * DEALS and set(per_timer.values()) == {1}
+        assert len(per_timer) == STEPS and set(per_timer.values()) == {1}
         kinds = dict(s.execute(select(Effect.kind, func.count()).group_by(Effect.kind)).all())
-        assert kinds == {"actions.task": DEALS, "actions.remind": DEALS}
+        assert kinds == dict.fromkeys(KINDS.values(), DEALS)
+        timers: dict[str, set[int]] = {name: set() for name in KINDS}
+        by_kind = {kind: name for name, kind in KINDS.items()}
+        for timer_id, kind in s.execute(select(Effect.timer_id, Effect.kind)):
+            timers[by_kind[kind]].add(timer_id)
         tasks = s.scalars(select(Task)).all()
-        assert len(tasks) == DEALS and len({t.data["timer_id"] for t in tasks}) == DEALS
+        assert len(tasks) == DEALS and {t.data["timer_id"] for t in tasks} == timers["task"]
         reminders = s.scalars(select(Activity).where(Activity.kind == "reminder")).all()
-        assert len(reminders) == DEALS and len({a.data["timer_id"] for a in reminders}) == DEALS
+        assert len(reminders) == DEALS and {a.data["timer_id"] for a in reminders} == timers["remind"]
         assert s.scalar(select(func.count()).select_from(Notification)) == DEALS
         early = s.scalar(select(func.count()).select_from(Timer).where(Timer.fired_at < Timer.due_at))
         early_effects = s.scalar(
@@ -316,5 +394,97 @@ def test_steps_fire_exactly_once_through_kills_and_an_empty_redis(
             .where(Task.created_at < Timer.due_at)
         )
         assert early == 0 and early_effects == 0 and early_tasks == 0
+    return timers
+
+
+def _assert_outbox_at_least_once_under_one_key(
+    rt: Runtime, timers: dict[str, set[int]], inbox: Inbox, hooks: Hooks
+) -> Counter[str]:
+    """One outbox row per message, all sent, none queued before its step was due; every message reached
+    its receiver; copies share key and content, never more than the row's attempts. Return copies per key."""
+    with rt.db.session_scope() as s:
+        rows = s.scalars(select(OutboxMessage)).all()
+        notification_ids = set(s.scalars(select(Notification.id)))
+        due = dict(s.execute(select(Timer.id, Timer.due_at)).all())
+    assert {row.status for row in rows} == {"sent"}
+    keys = {row.idempotency_key: row for row in rows}
+    assert len(keys) == len(rows) == 3 * DEALS
+    step_mail = {f"timer:{t}:email" for t in timers["email"]}
+    step_hook = {f"timer:{t}:webhook" for t in timers["webhook"]}
+    reminder_mail = {f"notification:{n}:email" for n in notification_ids}
+    assert set(keys) == step_mail | step_hook | reminder_mail
+    assert all(keys[f"timer:{t}:{c}"].created_at >= due[t] for c in ("email", "webhook") for t in timers[c])
+
+    copies: Counter[str] = Counter()
+    mail_keys = {message_id(key): key for key in step_mail | reminder_mail}
+    first_mail: dict[str, tuple[str, str, list[str]]] = {}
+    with inbox.lock:
+        received = list(inbox.messages)
+    for mail in received:
+        key = mail_keys[mail.message["Message-ID"]]  # a KeyError: a message nobody queued
+        copies[key] += 1
+        content = (str(mail.message["Subject"]), mail.text, mail.recipients)
+        assert first_mail.setdefault(key, content) == content, key  # a re-send is the same message
+    with hooks.lock:
+        requests = list(hooks.requests)
+    first_body: dict[str, bytes] = {}
+    for headers, body in requests:
+        key = headers["idempotency-key"]
+        assert key in step_hook, key
+        copies[key] += 1
+        signed = hmac.new(
+            WEBHOOK_SECRET.encode(), headers["x-salesmesh-timestamp"].encode() + b"." + body, hashlib.sha256
+        )
+        assert headers["x-salesmesh-signature"] == "sha256=" + signed.hexdigest()
+        assert first_body.setdefault(key, body) == body, key  # a re-send is the same call
+        assert json.loads(body)["deal"]["stage"] == "demo"
+    assert set(copies) == set(keys)  # every message arrived
+    assert all(copies[key] <= keys[key].attempts for key in keys), "more copies than sending attempts"
+    return copies
+
+
+def test_steps_fire_exactly_once_and_messages_arrive_under_one_key_through_kills_and_an_empty_redis(
+    fault_runtime: Runtime,
+    pg_url: str,
+    private_redis: PrivateRedis,
+    inbox: Inbox,
+    hooks: tuple[str, Hooks],
+    tmp_path: Path,
+) -> None:
+    rt = fault_runtime
+    hook_url, received_hooks = hooks
+    now = _schedule(rt, hook_url)
+    with rt.db.session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Timer).where(Timer.kind == STEP_KIND)) == STEPS
+        last_due = s.scalar(select(func.max(Timer.due_at)))
+        assert last_due - now < timedelta(minutes=1)
+    procs = _processes(tmp_path, pg_url, private_redis.url)
+    procs.env.update(
+        SALESMESH_SMTP_HOST="127.0.0.1",
+        SALESMESH_SMTP_PORT=str(inbox.port),
+        SALESMESH_SMTP_FROM="crm@fault.test",
+        SALESMESH_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        SALESMESH_WEBHOOK_ALLOWLIST="127.0.0.1",
+        SALESMESH_OUTBOX_LEASE_SECONDS=str(OUTBOX_LEASE),
+    )
+    rng = random.Random(20261127)
+    try:
+        events = _chaos(procs, private_redis, rt, rng)
+        kills = [e for e in events if e.startswith("kill")]
+        assert len(kills) >= 4 and "restart redis empty" in events, events
+        _wait_for(lambda: _finished(rt), 75, "every step to fire and every message to be sent", procs)
+    finally:
+        procs.kill_all()
+    assert datetime.now(UTC) > last_due
+    timers = _assert_steps_fired_once(rt)
+    copies = _assert_outbox_at_least_once_under_one_key(rt, timers, inbox, received_hooks)
+    with rt.db.session_scope() as s:
         rerun = s.scalar(select(func.count()).select_from(Timer).where(Timer.attempts > 1))
+        resent_keys = set(s.scalars(select(OutboxMessage.idempotency_key).where(OutboxMessage.attempts > 1)))
+    resent = len(resent_keys)
     assert rerun, "no step was re-claimed: no kill landed mid-batch\n" + "\n".join(events)
+    stranded = [int(m.group(1)) for e in events if (m := re.search(r"\((\d+) messages stranded\)", e))]
+    assert stranded and max(stranded) > 0, events
+    assert resent, "no outbox message was claimed again after its sender was killed\n" + "\n".join(events)
+    # Copies beyond the first (at least once) come only from messages claimed more than once.
+    assert all(n == 1 for key, n in copies.items() if key not in resent_keys)
