@@ -11,7 +11,9 @@ transaction-scoped advisory lock taken by a statement of its own just before (th
 then taken after the lock, so it sees the previous holder's event). Python builds the canonical body
 except the sequence number, which is spliced in by the database exactly as `json.dumps` would write it.
 `verify_chain` recomputes the chain in Python and names the first row that does not match (edited,
-deleted or reordered history).
+deleted or reordered history). The payload's canonical JSON text is built once: it is both what is stored
+and the end of the hashed body. `append_event` is `record_event` without the ORM object (its id only),
+for hot paths such as routing.
 """
 
 from __future__ import annotations
@@ -34,14 +36,15 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, Session, make_transient_to_detached, mapped_column
 
 from salesmesh.platform.db import Base, JSONType, UTCDateTime
+from salesmesh.platform.rows import Prepared
 
 GENESIS = "0" * 64
 _PG_AUDIT_LOCK = 0x5A1E5A  # advisory lock key shared by every audit writer
 _SQLITE_SHA = "sha256_hex"  # registered once per SQLite connection (see _sqlite_functions)
-_PG_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
 
 
 class AuditEvent(Base):
@@ -106,7 +109,7 @@ def _hash_sql(dialect: str, text_expr: Any) -> Any:
 
 
 @functools.cache
-def _append_statement(dialect: str) -> Any:
+def _append_statement(dialect: str) -> Prepared:
     """The one-statement append, built once per dialect and run with bind parameters."""
     events = AuditEvent.__table__
     last_hash = select(events.c.hash).order_by(events.c.seq.desc()).limit(1).scalar_subquery()
@@ -115,6 +118,10 @@ def _append_statement(dialect: str) -> Any:
         func.coalesce(last_hash, GENESIS).label("prev"),
     ).subquery("head")
     chained = head.c.prev + "[" + cast(head.c.seq, String) + bindparam("tail", type_=String())
+    # The payload arrives as its canonical JSON text (the very text hashed): stored as is.
+    payload: Any = bindparam("payload", type_=String())
+    if dialect == "postgresql":
+        payload = cast(payload, JSONB)
     source = select(
         head.c.seq,
         bindparam("at", type_=events.c.at.type),
@@ -122,16 +129,19 @@ def _append_statement(dialect: str) -> Any:
         bindparam("action", type_=String()),
         bindparam("object_type", type_=String()),
         bindparam("object_id", type_=Integer()),
-        bindparam("payload", type_=events.c.payload.type),
+        payload,
         head.c.prev,
         _hash_sql(dialect, chained),
     )
     columns = ["seq", "at", "actor_id", "action", "object_type", "object_id", "payload", "prev_hash", "hash"]
-    return (
+    return Prepared(
         insert(events)
         .from_select(columns, source)
         .returning(events.c.id, events.c.seq, events.c.prev_hash, events.c.hash)
     )
+
+
+_PG_LOCK_STATEMENT = Prepared(select(func.pg_advisory_xact_lock(bindparam("k", type_=BigInteger()))))
 
 
 def _sqlite_functions(session: Session) -> None:
@@ -140,6 +150,55 @@ def _sqlite_functions(session: Session) -> None:
     if not pooled.info.get(_SQLITE_SHA):
         pooled.driver_connection.create_function(_SQLITE_SHA, 1, _sqlite_sha256, deterministic=True)  # type: ignore[union-attr]
         pooled.info[_SQLITE_SHA] = True
+
+
+def _append(
+    session: Session,
+    at: datetime,
+    actor_id: int | None,
+    action: str,
+    object_type: str | None,
+    object_id: int | None,
+    payload: dict[str, Any] | None,
+) -> tuple[Any, dict[str, Any]]:
+    """Append one event; return the statement's row (id, seq, prev_hash, hash) and the stored payload."""
+    session.flush()  # the rows this event is about exist before the event does
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        _PG_LOCK_STATEMENT.execute(session, {"k": _PG_AUDIT_LOCK})
+    else:
+        _sqlite_functions(session)
+    body = json.loads(json.dumps(payload or {}, default=str))  # as it reads back
+    # The canonical text once: it is both the stored payload and the end of the hashed body (`_tail`
+    # writes the same bytes, which `verify_chain` checks).
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    head = json.dumps(
+        [at.isoformat(), actor_id, action, object_type, object_id], separators=(",", ":"), ensure_ascii=False
+    )
+    params = {
+        "tail": "," + head[1:-1] + "," + text + "]",
+        "at": at,
+        "actor_id": actor_id,
+        "action": action,
+        "object_type": object_type,
+        "object_id": object_id,
+        "payload": text,
+    }
+    return _append_statement(dialect).execute(session, params).one(), body
+
+
+def append_event(
+    session: Session,
+    *,
+    at: datetime,
+    actor_id: int | None,
+    action: str,
+    object_type: str | None = None,
+    object_id: int | None = None,
+    payload: dict[str, Any] | None = None,
+) -> int:
+    """Append one event like `record_event` but build no ORM object for it; return its id (hot paths)."""
+    return int(_append(session, at, actor_id, action, object_type, object_id, payload)[0][0])
 
 
 def record_event(
@@ -153,23 +212,7 @@ def record_event(
     payload: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one event to the chain in the caller's transaction (one statement; two on PostgreSQL)."""
-    session.flush()  # the rows this event is about exist before the event does
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        session.execute(_PG_LOCK, {"k": _PG_AUDIT_LOCK})
-    else:
-        _sqlite_functions(session)
-    body = json.loads(json.dumps(payload or {}, default=str))
-    params = {
-        "tail": _tail(at, actor_id, action, object_type, object_id, body),
-        "at": at,
-        "actor_id": actor_id,
-        "action": action,
-        "object_type": object_type,
-        "object_id": object_id,
-        "payload": body,
-    }
-    ident, seq, prev, digest = session.execute(_append_statement(dialect), params).one()
+    (ident, seq, prev, digest), body = _append(session, at, actor_id, action, object_type, object_id, payload)
     event = AuditEvent(
         id=ident,
         seq=seq,

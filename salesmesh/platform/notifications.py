@@ -34,6 +34,7 @@ from salesmesh.platform.jobs import JobContext, job
 from salesmesh.platform.models import User
 from salesmesh.platform.outbox import DeliveryStats, Message, deliver_due, enqueue_messages
 from salesmesh.platform.policy import MAX_ID
+from salesmesh.platform.rows import insert_row
 
 if TYPE_CHECKING:
     from salesmesh.platform.jobs import JobQueue
@@ -204,8 +205,13 @@ def notify(
     now: datetime,
     subject: tuple[str, int] | None = None,
     params: Mapping[str, Any] | None = None,
+    write: bool = False,
 ) -> list[Notification]:
-    """Add one notification of `kind` per person (None and repeats skipped); written at the next flush."""
+    """Add one notification of `kind` per person (None and repeats skipped); written at the next flush.
+
+    `write=True` inserts each row at once with one statement of its own and no flush (`rows.insert_row`):
+    for hot paths telling one person (the owner of a newly routed lead).
+    """
     get_kind(kind)
     if subject is not None and (len(subject[0]) > 40 or not isinstance(subject[1], int)):
         raise ValueError("/subject: expected (type of at most 40 characters, integer id)")
@@ -223,7 +229,11 @@ def notify(
                 outbox_state=PENDING,
             )
         )
-    session.add_all(rows)
+    if write:
+        for row in rows:
+            insert_row(session, row)
+    else:
+        session.add_all(rows)
     return rows
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, literal_column, select
+from sqlalchemy import Integer, String, bindparam, case, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -45,7 +45,8 @@ from salesmesh.forms.phones import PhoneInvalid, normalize_phone
 from salesmesh.metamodel.models import DefinitionVersion
 from salesmesh.platform.audit import record_event
 from salesmesh.platform.clock import Clock
-from salesmesh.platform.rows import insert_row
+from salesmesh.platform.db import UTCDateTime
+from salesmesh.platform.rows import Prepared, insert_row
 from salesmesh.workflows.intake_models import IntakeChannel, LeadDedupeKey, LeadDuplicate
 from salesmesh.workflows.lead_forms import LEAD_COLUMNS
 from salesmesh.workflows.lead_notices import notify_duplicate
@@ -191,11 +192,20 @@ def _lead_name(spec: FormSpec, values: Mapping[str, Any], columns: Mapping[str, 
 
 
 @functools.cache
-def _claim_statement(dialect: str) -> Any:
-    """The key-claiming upsert (built once per dialect; see `_claim_keys`)."""
+def _claim_statement(dialect: str, count: int) -> Prepared:
+    """The key-claiming upsert for `count` keys (built once per dialect and count; see `_claim_keys`)."""
     keys_table = LeadDedupeKey.__table__
     leads = Lead.__table__
-    stmt = (postgresql if dialect == "postgresql" else sqlite).insert(keys_table)
+    rows = [
+        {
+            "kind": bindparam(f"kind_{i}", type_=String()),
+            "value": bindparam(f"value_{i}", type_=String()),
+            "lead_id": bindparam("lead_id", type_=Integer()),
+            "created_at": bindparam("created_at", type_=UTCDateTime()),
+        }
+        for i in range(count)
+    ]
+    stmt = (postgresql if dialect == "postgresql" else sqlite).insert(keys_table).values(rows)
     holder_closed = (
         select(leads.c.status)
         # The conflicting row's holder (spelled out: SQLAlchemy does not correlate into ON CONFLICT SET).
@@ -206,9 +216,11 @@ def _claim_statement(dialect: str) -> Any:
     )
     take_over = case((holder_closed, stmt.excluded.lead_id), else_=keys_table.c.lead_id)
     taken = case((holder_closed, stmt.excluded.created_at), else_=keys_table.c.created_at)
-    return stmt.on_conflict_do_update(
-        index_elements=["kind", "value"], set_={"lead_id": take_over, "created_at": taken}
-    ).returning(keys_table.c.kind, keys_table.c.lead_id)
+    return Prepared(
+        stmt.on_conflict_do_update(
+            index_elements=["kind", "value"], set_={"lead_id": take_over, "created_at": taken}
+        ).returning(keys_table.c.kind, keys_table.c.lead_id)
+    )
 
 
 def _claim_keys(
@@ -223,9 +235,11 @@ def _claim_keys(
     """
     pending = sorted(keys, key=lambda k: KEY_PRIORITY.index(k[0]))
     dialect = "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
-    rows = [{"kind": k, "value": v, "lead_id": lead.id, "created_at": now} for k, v in pending]
-    # Several parameter sets with RETURNING: sent as ONE multi-row INSERT, from a statement compiled once.
-    holders = dict(session.execute(_claim_statement(dialect), rows).all())
+    params: dict[str, Any] = {"lead_id": lead.id, "created_at": now}
+    for i, (kind, value) in enumerate(pending):
+        params[f"kind_{i}"], params[f"value_{i}"] = kind, value
+    # ONE multi-row INSERT, from a statement compiled once per number of keys.
+    holders = dict(_claim_statement(dialect, len(pending)).execute(session, params).all())
     for kind, _value in pending:
         if holders.get(kind) != lead.id:
             return holders[kind], kind

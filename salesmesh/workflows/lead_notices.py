@@ -74,7 +74,7 @@ def _params(lead: Lead, **extra: Any) -> dict[str, Any]:
 def notify_assigned(
     session: Session, lead: Lead, *, now: datetime, due: datetime | None, zone: str | None
 ) -> list[Notification]:
-    """Tell a lead's new owner about it (one row, no query)."""
+    """Tell a lead's new owner about it (one INSERT at once, no query: routing's hot path)."""
     return notify(
         session,
         user_ids=[lead.owner_id],
@@ -82,6 +82,7 @@ def notify_assigned(
         now=now,
         subject=("lead", lead.id),
         params=_params(lead, due=moment(due, zone)),
+        write=True,
     )
 
 

@@ -1,8 +1,9 @@
 """The routing engine: put a lead with the right rep (or into a pool) and record why.
 
 `route_lead(session, lead, clock=..., plan=None)` matches the lead against the published routing's
-rules (`routing_plan`: compiled once per version and cached), reads the candidate reps with every count
-it needs in one statement (`routing_state.load_snapshot`), decides (`routing_decide.decide`: filters,
+rules (`routing_plan`: compiled once per version and cached), reads the matched rule's candidate reps with
+every count it needs in one statement (`routing_state.load_candidates`: the reps of the rule's roles are
+sorted by team and candidate filter, only the candidates are counted), decides (`routing_decide.decide`:
 exclusions with reasons, strategy), takes the routing's round-robin turn with one conditional UPDATE
 (`routing_state.advance_cursor`; re-reads and decides again when another transaction took it first), and
 then, in the caller's transaction (flush, no commit): sets the lead's owner, team, `assigned_at` and
@@ -11,7 +12,10 @@ version with the full explanation, the new owner's in-app notification, and ONE 
 also the decision's line on the record timeline (no activity row repeats it). That is 6 statements on
 SQLite and 7 on PostgreSQL (its audit lock) for a lead already stored — snapshot, turn, lead UPDATE,
 decision, notification, audit — whatever the number of reps and rules, plus one to find the published
-plan when none is passed and one when a cooldown *source* (not clause) is installed.
+plan when none is passed, one when a cooldown *source* (not clause) is installed, and one when none of
+the rule's candidates can take the lead and the fallback decides (it reads every rep the rule and the
+fallback may use, `routing_state.load_snapshot`), or when reps were added or edited since the rule's
+last snapshot (counted again, see `load_candidates`).
 
 The same steps are public for a lead that does not exist yet (intake): `propose_route` decides on a
 snapshot without writing, `apply_route` sets the lead's routed columns in memory (so the new lead's
@@ -44,7 +48,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
-from salesmesh.platform.audit import record_event
+from salesmesh.platform.audit import append_event
 from salesmesh.platform.clock import Clock
 from salesmesh.platform.i18n import N_, gettext, label
 from salesmesh.platform.models import User
@@ -67,7 +71,13 @@ from salesmesh.workflows.routing_plan import (
     lead_facts,
     plan_for_version,
 )
-from salesmesh.workflows.routing_state import Snapshot, advance_cursor, load_snapshot
+from salesmesh.workflows.routing_state import (
+    Snapshot,
+    advance_cursor,
+    load_candidates,
+    load_snapshot,
+    narrows,
+)
 from salesmesh.workflows.sla import on_lead_assigned, start_clock
 
 __all__ = [
@@ -199,26 +209,40 @@ def propose_route(
 def _decide(session: Session, lead: Lead, p: Proposal) -> None:
     """(Re)read the snapshot and decide; the lead itself never counts towards anyone's open leads."""
     plan, now = p.plan, p.now
-    if p.targets:
+    first = p.targets[0] if p.targets else None
+    if first is not None and narrows(first):
+        # Usually the first target decides: read only its candidates (see `load_candidates`).
+        snap = load_candidates(session, plan, first, now, lead_id=lead.id, cooldown=_cooldown_clause)
+        outcome = _decide_on(session, p, snap)
+        if outcome is not None:
+            p.snapshot, p.outcome = snap, outcome
+            return
+    if p.targets:  # every target's reps: the first target's candidates could not take the lead
         snap = load_snapshot(session, plan, p.targets, now, lead_id=lead.id, cooldown=_cooldown_clause)
     else:
         snap = Snapshot([], {}, None)
+    outcome = _decide_on(session, p, snap)
+    assert outcome is not None  # a full snapshot covers every target
+    p.snapshot, p.outcome = snap, outcome
+
+
+def _decide_on(session: Session, p: Proposal, snap: Snapshot) -> Outcome | None:
     cooling: Collection[int] = snap.cooling
     source = p.cooldown or _cooldown_source
     if snap.reps and source is not no_cooldown:
-        cooling = snap.cooling | frozenset(source(session, [r.id for r in snap.reps], now))
-    p.snapshot = snap
-    p.outcome = decide(
-        plan,
+        cooling = snap.cooling | frozenset(source(session, [r.id for r in snap.reps], p.now))
+    return decide(
+        p.plan,
         p.rule,
         dict(p.trace),
         snap.reps,
         facts=p.facts,
         positions=snap.positions,
-        now=now,
+        now=p.now,
         lead_age_seconds=p.age,
         cooldown=cooling,
         exclude=p.exclude,
+        unfit=snap.unfit,
     )
 
 
@@ -317,7 +341,7 @@ def _record(
     insert_row(session, decision)  # one prebuilt INSERT: this runs for every lead
     on_lead_assigned(session, lead, plan, now, decision)  # the owner's notification: one INSERT, no query
     # The one audit event is also the decision's line on the record timeline (no activity row of its own).
-    record_event(
+    append_event(
         session,
         at=now,
         actor_id=None,

@@ -22,6 +22,10 @@ Strategies: `round_robin` takes the first eligible rep after the rule's last one
 (routed today from this rule + 1) / weight, so a weight-2 rep gets two leads for every one of a weight-1
 rep; ties always fall to the round-robin order, so equals take turns. A rule whose candidates are all
 excluded hands the lead to the fallback; when the fallback finds nobody the lead stays unassigned.
+
+A caller may have sorted the reps already (`unfit`: the engine reads only the matched rule's candidates,
+`routing_state.load_candidates`, with the same tests `candidate_verdict` applies here): the explanation
+is the same either way, and `decide` answers None when the decision needs a rule it got no reps for.
 """
 
 from __future__ import annotations
@@ -109,6 +113,18 @@ class RepState:
         return data
 
 
+@dataclass(frozen=True, slots=True)
+class Unfit:
+    """The reps of a rule's roles that are not its candidates, by why (ids in id order).
+
+    A snapshot that reads only one rule's candidates hands this to `decide` for the explanation's
+    `not_matching`, which a full snapshot derives from the reps themselves.
+    """
+
+    team: tuple[int, ...] = ()
+    filter: tuple[int, ...] = ()
+
+
 @dataclass
 class Outcome:
     outcome: str  # assigned | pooled | unassigned
@@ -167,6 +183,30 @@ def _reasons(
     return reasons
 
 
+def candidate_verdict(
+    a: Assignment, rep: RepState, defaults: Mapping[str, Any], facts: Mapping[str, Any], now: datetime
+) -> str | None:
+    """Return why `rep` is no candidate of `a` ("role", "team" or "filter"), or None when they are one.
+
+    The same tests, in the same order, as a decision applies (`_attempt`); a snapshot that reads only
+    the candidates of one rule (`routing_state.load_candidates`) sorts the reps with it.
+    """
+    if rep.role not in a.roles:
+        return "role"
+    if a.teams is not None and rep.team_key not in a.teams:
+        return "team"
+    if a.filter is not None:
+        data = rep.filter_data(defaults)
+        if a.filter_reads_lead:
+            data = {**data, "lead": facts}
+        try:
+            if not a.filter.test(data, now):
+                return "filter"
+        except ConditionError:  # a filter that cannot be evaluated for this rep: the rep does not fit
+            return "filter"
+    return None
+
+
 def _attempt(
     plan: RoutingPlan,
     a: Assignment,
@@ -179,6 +219,7 @@ def _attempt(
     cooldown: Collection[int],
     exclude: Collection[int],
     explain: bool,
+    unfit: Unfit | None = None,
 ) -> _Attempt:
     scope, roles, teams, cap = a.scope, a.roles, a.teams, a.daily_cap
     defaults = plan.attribute_defaults
@@ -189,11 +230,15 @@ def _attempt(
     records: list[dict[str, Any]] = []
     not_team: list[int] = []
     not_filter: list[int] = []
+    if unfit is not None:
+        # `reps` are exactly the candidates (role, team and filter were applied by the snapshot).
+        roles, teams, test = None, None, None
+        not_team, not_filter = list(unfit.team), list(unfit.filter)
     eligible: list[tuple[RepState, float | None]] = []
     # One pass per rep (this runs for every rep of every decision): who fits the rule — role, team,
     # candidate filter — and who of them can take a lead now (the hard exclusions).
     for rep in reps:
-        if rep.role not in roles:
+        if roles is not None and rep.role not in roles:
             continue
         if teams is not None and rep.team_key not in teams:
             if explain:
@@ -368,8 +413,13 @@ def decide(
     cooldown: Collection[int] = (),
     exclude: Collection[int] = (),
     explain: bool = True,
-) -> Outcome:
-    """Decide where a lead goes, given the rule it matched and the reps' state (in id order); pure."""
+    unfit: Mapping[str, Unfit] | None = None,
+) -> Outcome | None:
+    """Decide where a lead goes, given the rule it matched and the reps' state (in id order); pure.
+
+    `unfit`: `reps` are only the candidates of the rules it names (by scope), and these are the others;
+    the result is then None when the decision needs a rule it does not name (the caller reads more).
+    """
     attempts: list[dict[str, Any]] = []
     exclusions: dict[str, list[int]] = {}
     targets = [rule, plan.fallback] if rule is not None else [plan.fallback]
@@ -382,6 +432,8 @@ def decide(
                 "pooled", a, rule.key if rule else None, a.is_fallback, None, a.pool, reason, None, {}
             )
             break
+        if unfit is not None and a.scope not in unfit:
+            return None
         attempt = _attempt(
             plan,
             a,
@@ -393,6 +445,7 @@ def decide(
             cooldown=cooldown,
             exclude=exclude,
             explain=explain,
+            unfit=unfit[a.scope] if unfit is not None else None,
         )
         for why, ids in attempt.excluded.items():
             exclusions.setdefault(why, []).extend(ids)

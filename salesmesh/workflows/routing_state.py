@@ -8,6 +8,13 @@ Why not a `rep_daily_loads` counter table: it would be a second write per decisi
 the decisions it counts, and per-rule caps would need a counter per rule; the decisions already carry
 owner, rule and time. "Today" starts at local midnight of the routing's SLA calendar (UTC without one).
 
+Counting is what a snapshot costs, so the engine reads one rule at a time (`load_candidates`): every rep
+of the rule's roles with their own columns, sorted in Python into the rule's candidates and the others
+(by team and candidate filter, for the explanation), and counts for the candidates only — which ones is
+known from the rule's previous snapshot, given to the statement as one JSON array parameter; a rep who
+fits now but was not counted (new, or edited since) makes the statement run again, counting them. The
+statements are compiled once per shape and dialect and sent through the driver (`rows.Prepared`).
+
 Fairness under concurrency comes from `advance_cursor`: every assigning decision moves the routing's
 `round_robin_cursors` row with one conditional statement, `UPDATE ... SET turns = turns + 1 ... WHERE
 routing_key = :key AND turns = :seen RETURNING turns` (an `INSERT ... ON CONFLICT DO NOTHING` for the
@@ -24,6 +31,7 @@ at the same instant).
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,15 +39,29 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import ColumnElement, Text, bindparam, cast, func, select, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Integer,
+    String,
+    Text,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from salesmesh.platform.db import UTCDateTime
 from salesmesh.platform.models import Team, User
+from salesmesh.platform.rows import Prepared, result_processor
 from salesmesh.workflows.calendars import day_start
 from salesmesh.workflows.models import Lead
-from salesmesh.workflows.routing_decide import OPEN_STATUSES, RepState
+from salesmesh.workflows.routing_decide import OPEN_STATUSES, RepState, Unfit, candidate_verdict
 from salesmesh.workflows.routing_models import RoundRobinCursor, RoutingDecision
 from salesmesh.workflows.routing_plan import Assignment, RoutingPlan
 
@@ -48,6 +70,7 @@ _teams = Team.__table__
 _leads = Lead.__table__
 _decisions = RoutingDecision.__table__
 _cursors = RoundRobinCursor.__table__
+_others = User.__table__.alias("others")
 
 
 @dataclass
@@ -56,6 +79,8 @@ class Snapshot:
     positions: dict[str, int]
     turns: int | None  # None: the routing has no cursor row yet
     cooling: frozenset[int] = frozenset()  # reps in claim cooldown (when a cooldown clause was given)
+    # Set when `reps` are only the candidates of the rules named (`load_candidates`): the other reps.
+    unfit: dict[str, Unfit] | None = None
 
 
 def today_start(plan: RoutingPlan, now: datetime) -> datetime:
@@ -69,12 +94,32 @@ def _count(*conditions: Any) -> Any:
 
 # Snapshot statements by shape (roles, rules, strategies, freshness, cooldown clause): built once, run with
 # bind parameters, so a decision costs the query and not its construction.
-_QUERIES: dict[tuple[Any, ...], Any] = {}
+_QUERIES: dict[tuple[Any, ...], Prepared] = {}
 _QUERIES_LOCK = threading.Lock()
 QUERIES_SIZE = 256
 _NOW = bindparam("now", type_=UTCDateTime())
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_cursor_row = _cursors.c.routing_key == bindparam("routing_key")
 _SINCE = bindparam("since", type_=UTCDateTime())
 _WINDOW = bindparam("window_start", type_=UTCDateTime())
+
+
+def _constants(values: Sequence[str]) -> list[Any]:
+    """Inline string constants for an IN list (an expanding parameter is re-rendered at every execution)."""
+    for value in values:
+        if not _NAME.fullmatch(value):
+            raise ValueError(f"not a plain name: {value!r}")
+    return [literal_column(f"'{value}'") for value in values]
+
+
+def _gate(dialect: str) -> ColumnElement[bool]:
+    """`users.id` is one of the ids given as ONE parameter (a JSON array), whatever their number."""
+    ids = bindparam("ids", type_=String())
+    if dialect == "postgresql":
+        listed = func.json_array_elements_text(cast(ids, JSON)).table_valued("value")
+        return _users.c.id.in_(select(cast(listed.c.value, Integer)))
+    listed = func.json_each(ids).table_valued("value")
+    return _users.c.id.in_(select(listed.c.value))
 
 
 def _snapshot_query(
@@ -82,16 +127,20 @@ def _snapshot_query(
     fresh: bool,
     exclude_lead: bool,
     cooldown: Callable[[ColumnElement[datetime]], ColumnElement[bool]] | None,
-) -> Any:
+    gated: str | None = None,
+) -> Prepared:
+    """The snapshot statement; `gated` (a dialect name): counts only for the reps in the `ids` parameter."""
     roles = tuple(sorted(set().union(*(a.roles for a in assignments))))
     need_open = any(a.strategy == "least_loaded" for a in assignments)
     scopes = tuple((a.key, a.is_fallback) for a in assignments)
-    key = (roles, scopes, need_open, fresh, exclude_lead, cooldown)
+    key = (roles, scopes, need_open, fresh, exclude_lead, cooldown, gated)
     stmt = _QUERIES.get(key)
     if stmt is not None:
         return stmt
+    role_list = _constants(roles)
     owner = _decisions.c.owner_id == _users.c.id
     today = _decisions.c.decided_at >= _SINCE
+    counted: list[Any] = []  # the per-rep counts (and cooldown), computed for the `ids` reps only when gated
     columns: list[Any] = [
         _users.c.id,
         _users.c.name,
@@ -104,36 +153,46 @@ def _snapshot_query(
         cast(_users.c.attributes, Text).label("attributes"),
         _users.c.daily_capacity,
         _users.c.unavailable_until,
-        cast(_cursors.c.positions, Text).label("positions"),
-        _cursors.c.turns,
-        _count(owner, today).label("today_total"),
+        # The routing's cursor, from subqueries evaluated once per statement (not a join probed per rep);
+        # its positions (a few hundred bytes) on the first row only.
+        case(
+            (
+                _users.c.id
+                == select(func.min(_others.c.id)).where(_others.c.role.in_(role_list)).scalar_subquery(),
+                select(cast(_cursors.c.positions, Text)).where(_cursor_row).scalar_subquery(),
+            ),
+            else_=None,
+        ).label("positions"),
+        select(_cursors.c.turns).where(_cursor_row).scalar_subquery().label("turns"),
     ]
+    counted.append(_count(owner, today).label("today_total"))
     for i, (rule_key, is_fallback) in enumerate(scopes):
         rule = _decisions.c.rule_key.is_(None) if is_fallback else _decisions.c.rule_key == rule_key
         routing = _decisions.c.routing_key == bindparam("routing_key")
-        columns.append(_count(owner, today, routing, rule).label(f"scope_{i}"))
+        counted.append(_count(owner, today, routing, rule).label(f"scope_{i}"))
     if need_open:
-        mine = [_leads.c.owner_id == _users.c.id, _leads.c.status.in_(OPEN_STATUSES)]
+        mine = [_leads.c.owner_id == _users.c.id, _leads.c.status.in_(_constants(OPEN_STATUSES))]
         if exclude_lead:
             mine.append(_leads.c.id != bindparam("lead_id"))
-        columns.append(
+        counted.append(
             select(func.count()).select_from(_leads).where(*mine).scalar_subquery().label("open_leads")
         )
     if fresh:
         window = _decisions.c.decided_at >= _WINDOW
-        columns.append(_count(owner, window).label("window_total"))
+        counted.append(_count(owner, window).label("window_total"))
         stale = _decisions.c.lead_age_seconds > bindparam("stale_after")
-        columns.append(_count(owner, window, stale).label("window_stale"))
+        counted.append(_count(owner, window, stale).label("window_stale"))
     if cooldown is not None:
-        columns.append(cooldown(_NOW).label("cooling"))
-    stmt = (
+        counted.append(cooldown(_NOW).label("cooling"))
+    if gated is not None:
+        # Counting is what costs (correlated subqueries): only for the reps the caller names.
+        chosen = _gate(gated)
+        counted = [case((chosen, c.element), else_=None).label(c.name) for c in counted]
+    columns.extend(counted)
+    stmt = Prepared(
         select(*columns)
-        .select_from(
-            _users.outerjoin(_teams, _teams.c.id == _users.c.team_id).outerjoin(
-                _cursors, _cursors.c.routing_key == bindparam("routing_key")
-            )
-        )
-        .where(_users.c.role.in_(roles))
+        .select_from(_users.outerjoin(_teams, _teams.c.id == _users.c.team_id))
+        .where(_users.c.role.in_(role_list))
         .order_by(_users.c.id)
     )
     with _QUERIES_LOCK:
@@ -146,8 +205,6 @@ def _snapshot_query(
 _ATTRIBUTES: dict[str, Mapping[str, Any]] = {}
 ATTRIBUTES_SIZE = 4096
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-# (the rep's own columns) -> (attribute defaults, `RepState.filter_data`), shared read-only by snapshots.
-_FILTER_DATA: dict[tuple[Any, ...], tuple[Mapping[str, Any], dict[str, Any]]] = {}
 
 
 def _attributes(raw: str | None) -> Mapping[str, Any]:
@@ -160,6 +217,113 @@ def _attributes(raw: str | None) -> Mapping[str, Any]:
             _ATTRIBUTES.clear()
         found = _ATTRIBUTES[raw] = MappingProxyType(json.loads(raw))
     return found
+
+
+def _params(plan: RoutingPlan, now: datetime, lead_id: int | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"since": today_start(plan, now), "routing_key": plan.key, "now": now}
+    if lead_id is not None:
+        params["lead_id"] = lead_id
+    fresh = plan.freshness
+    if fresh is not None:
+        params["window_start"] = now - fresh.window
+        params["stale_after"] = int(fresh.stale_after.total_seconds())
+    return params
+
+
+class _Reader:
+    """Turns snapshot rows, as the driver returns them, into `RepState`s (columns: `_snapshot_query`)."""
+
+    def __init__(
+        self, session: Session, plan: RoutingPlan, assignments: Sequence[Assignment], cooldown: bool
+    ) -> None:
+        fresh = plan.freshness is not None
+        need_open = any(a.strategy == "least_loaded" for a in assignments)
+        self.defaults = plan.attribute_defaults
+        self.scopes = [(a.scope, 13 + i) for i, a in enumerate(assignments)]
+        extra = 13 + len(assignments)  # open_leads, window_total, window_stale, cooling follow, as present
+        self.open_at = extra if need_open else None
+        self.window_at = extra + need_open if fresh else None
+        self.cooling_at = extra + need_open + 2 * fresh if cooldown else None
+        self.turns: int | None = None
+        self.raw_positions: str | None = None
+        self.cooling: set[int] = set()
+        self.moment = _moment(session)
+
+    def cursor(self, row: Any) -> None:
+        """Note the routing's cursor (its turns on every row, its positions on the first)."""
+        if row[10] is not None:
+            self.raw_positions = row[10]
+        if row[11] is not None:
+            self.turns = row[11]
+
+    def rep(self, row: Any) -> RepState:
+        """The rep of one row, with its counts (its claim cooldown noted)."""
+        if self.cooling_at is not None and row[self.cooling_at]:
+            self.cooling.add(row[0])
+        open_at, window_at = self.open_at, self.window_at
+        away = row[9]
+        if away is not None and self.moment is not None:
+            away = self.moment(away)
+        known = _known(row, self.defaults)
+        # Positional, in `RepState`'s field order (this runs for every candidate of every decision).
+        return RepState(
+            row[0],
+            row[1],
+            row[3],
+            row[4],
+            row[5],
+            bool(row[6]),
+            known[1],
+            row[8],
+            away,
+            row[2],
+            row[open_at] if open_at is not None else None,
+            row[12],
+            {scope: row[at] for scope, at in self.scopes},
+            row[window_at] if window_at is not None else 0,
+            row[window_at + 1] if window_at is not None else 0,
+            known[2],  # what candidate filters read: built once per version of the rep's own columns
+            self.defaults,
+        )
+
+    def snapshot(self, reps: list[RepState], unfit: dict[str, Unfit] | None = None) -> Snapshot:
+        positions = dict(json.loads(self.raw_positions)) if self.raw_positions else {}
+        return Snapshot(reps, positions, self.turns, frozenset(self.cooling), unfit)
+
+
+_MOMENTS: dict[tuple[str, str], Any] = {}
+
+
+def _moment(session: Session) -> Any:
+    """The conversion of a driver's datetime value into an aware UTC datetime (per dialect)."""
+    dialect = session.get_bind().dialect
+    slot = (dialect.name, dialect.driver)
+    if slot not in _MOMENTS:
+        _MOMENTS[slot] = result_processor(session, UTCDateTime())
+    return _MOMENTS[slot]
+
+
+def _own(row: Any) -> tuple[Any, ...]:
+    """A rep's own columns that candidate filters read (id, name, e-mail, role, team, active, attributes)."""
+    return (row[0], row[1], row[2], row[3], row[5], row[6], row[7])
+
+
+# (the rep's own columns) -> (attribute defaults, attributes, `RepState.filter_data`), shared read-only.
+_KNOWN: dict[tuple[Any, ...], tuple[Mapping[str, Any], Mapping[str, Any], dict[str, Any]]] = {}
+
+
+def _known(
+    row: Any, defaults: Mapping[str, Any]
+) -> tuple[Mapping[str, Any], Mapping[str, Any], dict[str, Any]]:
+    own = _own(row)
+    known = _KNOWN.get(own)
+    if known is None or known[0] is not defaults:
+        attributes = _attributes(row[7])
+        rep = RepState(row[0], row[1], row[3], row[4], row[5], bool(row[6]), attributes, email=row[2])
+        if len(_KNOWN) >= ATTRIBUTES_SIZE:
+            _KNOWN.clear()
+        known = _KNOWN[own] = (defaults, attributes, rep.filter_data(defaults))
+    return known
 
 
 def load_snapshot(
@@ -177,76 +341,119 @@ def load_snapshot(
     condition on `users.id` (given `now` as a bound parameter) true for reps in claim cooldown, read as
     one more column.
     """
-    fresh = plan.freshness
-    stmt = _snapshot_query(assignments, fresh is not None, lead_id is not None, cooldown)
-    params: dict[str, Any] = {"since": today_start(plan, now), "routing_key": plan.key, "now": now}
-    if lead_id is not None:
-        params["lead_id"] = lead_id
-    if fresh is not None:
-        params["window_start"] = now - fresh.window
-        params["stale_after"] = int(fresh.stale_after.total_seconds())
-    need_open = any(a.strategy == "least_loaded" for a in assignments)
-    scopes = [(a.scope, 13 + i) for i, a in enumerate(assignments)]
-    extra = 13 + len(assignments)  # open_leads, window_total, window_stale, cooling follow, as present
-    open_at = extra if need_open else None
-    window_at = extra + need_open if fresh is not None else None
-    cooling_at = extra + need_open + 2 * (fresh is not None) if cooldown is not None else None
-    reps: list[RepState] = []
-    positions: dict[str, int] = {}
-    turns: int | None = None
-    cooling: set[int] = set()
-    raw_positions = None
-    defaults = plan.attribute_defaults
-    for row in session.execute(stmt, params).all():  # one fetchall, not a fetch per rep
-        if row[11] is not None:
-            turns, raw_positions = row[11], row[10]
-        if cooling_at is not None and row[cooling_at]:
-            cooling.add(row[0])
-        rep = RepState(
-            id=row[0],
-            name=row[1],
-            email=row[2],
-            role=row[3],
-            team_id=row[4],
-            team_key=row[5],
-            active=bool(row[6]),
-            attributes=_attributes(row[7]),
-            daily_capacity=row[8],
-            unavailable_until=row[9],
-            open_leads=row[open_at] if open_at is not None else None,
-            today_total=row[12],
-            today_scope={scope: row[at] for scope, at in scopes},
-            window_total=row[window_at] if window_at is not None else 0,
-            window_stale=row[window_at + 1] if window_at is not None else 0,
-        )
-        # What candidate filters read depends on the rep's own columns only: built once per version of them.
-        key = (row[0], row[1], row[2], row[3], row[5], row[6], row[7])
-        known = _FILTER_DATA.get(key)
-        if known is not None and known[0] is defaults:
-            rep._data, rep._defaults = known[1], defaults
-        else:
-            if len(_FILTER_DATA) >= ATTRIBUTES_SIZE:
-                _FILTER_DATA.clear()
-            _FILTER_DATA[key] = (defaults, rep.filter_data(defaults))
-        reps.append(rep)
-    if raw_positions:
-        positions = dict(json.loads(raw_positions))
-    return Snapshot(reps, positions, turns, frozenset(cooling))
+    stmt = _snapshot_query(assignments, plan.freshness is not None, lead_id is not None, cooldown)
+    reader = _Reader(session, plan, assignments, cooldown is not None)
+    # One fetchall, not a fetch per rep.
+    reps = []
+    for row in stmt.execute(session, _params(plan, now, lead_id)).all():
+        reader.cursor(row)
+        reps.append(reader.rep(row))
+    return reader.snapshot(reps)
 
 
-_TURN = (
+@dataclass
+class _Roster:
+    """Who was a candidate of one rule at the last snapshot: a verdict per version of a rep's own columns."""
+
+    plan: RoutingPlan
+    verdicts: dict[tuple[Any, ...], str | None]
+    # The candidates counted last time, in id order, and the same as the statement's parameter (one
+    # attribute: threads share rosters); None until known.
+    counted: tuple[tuple[int, ...], str] | None = None
+
+
+_ROSTERS: dict[tuple[str, int | None, str], _Roster] = {}
+MAX_RECOUNTS = 3
+_UNKNOWN: Any = object()
+
+
+def narrows(a: Assignment) -> bool:
+    """Tell whether `load_candidates` can serve `a`: its filter reads only the rep (not the lead or time)."""
+    return a.filter is None or not (a.filter_reads_lead or a.filter.needs_now)
+
+
+def load_candidates(
+    session: Session,
+    plan: RoutingPlan,
+    a: Assignment,
+    now: datetime,
+    *,
+    lead_id: int | None = None,
+    cooldown: Callable[[ColumnElement[datetime]], ColumnElement[bool]] | None = None,
+) -> Snapshot:
+    """Read the candidates of one rule (role, team, filter) with their counts, and the cursor; one statement.
+
+    Every rep of the rule's roles is read and sorted into candidates and the others (`Snapshot.unfit`,
+    for the explanation) by the same tests a decision applies; only the candidates get `RepState`s and
+    only they are counted. Which reps to count is known from the previous snapshot of the rule (verdicts
+    are kept per version of a rep's own columns, so an edited rep is tested again): when a rep who fits
+    now was not counted — a new or edited rep — the statement runs again counting them, so a decision
+    never reads an incomplete count. `a` must satisfy `narrows(a)`.
+    """
+    slot = (plan.key, plan.version_id, a.scope)
+    roster = _ROSTERS.get(slot)
+    if roster is None or roster.plan is not plan:
+        if len(_ROSTERS) >= QUERIES_SIZE:
+            _ROSTERS.clear()
+        roster = _ROSTERS[slot] = _Roster(plan, {})
+    verdicts, defaults = roster.verdicts, plan.attribute_defaults
+    params = _params(plan, now, lead_id)
+    fresh, exclude_lead, cooling = plan.freshness is not None, lead_id is not None, cooldown is not None
+    dialect = "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
+    for attempt in range(MAX_RECOUNTS + 1):
+        # Count the reps who fitted last time; the last attempt counts everybody.
+        last = roster.counted if attempt < MAX_RECOUNTS else None
+        counted = last[0] if last is not None else None
+        stmt = _snapshot_query([a], fresh, exclude_lead, cooldown, dialect if last is not None else None)
+        if last is not None:
+            params["ids"] = last[1]
+        reader = _Reader(session, plan, [a], cooling)
+        reps: list[RepState] = []
+        not_team: list[int] = []
+        not_filter: list[int] = []
+        for row in stmt.execute(session, params).all():
+            own = _own(row)
+            verdict = verdicts.get(own, _UNKNOWN)
+            rep = None
+            if verdict is _UNKNOWN:
+                rep = reader.rep(row)
+                verdict = candidate_verdict(a, rep, defaults, {}, now)
+                if len(verdicts) >= ATTRIBUTES_SIZE:
+                    verdicts.clear()
+                verdicts[own] = verdict
+            if verdict is None:
+                reps.append(rep or reader.rep(row))
+            elif verdict == "team":
+                not_team.append(row[0])
+            else:  # "filter" (the statement reads the rule's roles only)
+                not_filter.append(row[0])
+            reader.cursor(row)
+        ids = tuple(rep.id for rep in reps)  # in id order, as the statement returns them
+        if ids != counted:
+            roster.counted = (ids, json.dumps(ids))
+        if counted is None or ids == counted or set(ids) <= set(counted):
+            return reader.snapshot(reps, {a.scope: Unfit(tuple(not_team), tuple(not_filter))})
+    raise AssertionError("unreachable: the last attempt counts everybody")
+
+
+_TURN = Prepared(
     update(_cursors)
     .where(_cursors.c.routing_key == bindparam("key"), _cursors.c.turns == bindparam("seen"))
     .values(positions=bindparam("positions"), turns=_cursors.c.turns + 1, updated_at=bindparam("now"))
     .returning(_cursors.c.turns)
 )
 _FIRST_TURN = {
-    name: dialect.insert(_cursors)
-    .values(
-        routing_key=bindparam("key"), positions=bindparam("positions"), turns=1, updated_at=bindparam("now")
+    name: Prepared(
+        dialect.insert(_cursors)
+        .values(
+            routing_key=bindparam("key"),
+            positions=bindparam("positions"),
+            turns=1,
+            updated_at=bindparam("now"),
+        )
+        .on_conflict_do_nothing(index_elements=["routing_key"])
+        .returning(_cursors.c.turns)
     )
-    .on_conflict_do_nothing(index_elements=["routing_key"])
-    .returning(_cursors.c.turns)
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
 
@@ -258,5 +465,5 @@ def advance_cursor(
     params = {"key": routing_key, "positions": positions, "now": now}
     if seen_turns is None:
         stmt = _FIRST_TURN["postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"]
-        return session.execute(stmt, params).scalar()
-    return session.execute(_TURN, {**params, "seen": seen_turns}).scalar()
+        return stmt.execute(session, params).scalar()
+    return _TURN.execute(session, {**params, "seen": seen_turns}).scalar()

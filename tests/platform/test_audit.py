@@ -2,12 +2,14 @@
 statement (plus the advisory lock on PostgreSQL) whose hash the database computes exactly as Python
 verifies it, and concurrent writers on PostgreSQL still form one unbroken chain."""
 
+import json
 import threading
 
+import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from salesmesh.platform.audit import GENESIS, AuditEvent, record_event, verify_chain
+from salesmesh.platform.audit import GENESIS, AuditEvent, append_event, record_event, verify_chain
 from salesmesh.platform.clock import FrozenClock
 from salesmesh.platform.runtime import Runtime
 from tests.workflows.routing_helpers import counting
@@ -109,4 +111,38 @@ def test_concurrent_writers_chain_up_on_postgresql(pg_runtime: Runtime, clock: F
     with pg_runtime.db.session_scope() as session:
         seqs = session.scalars(select(AuditEvent.seq).order_by(AuditEvent.seq)).all()
         assert seqs == list(range(1, 102))
+        assert verify_chain(session) is None
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_append_event_stores_the_canonical_payload_it_hashed(
+    database: str, request: pytest.FixtureRequest, clock: FrozenClock
+) -> None:
+    rt: Runtime = request.getfixturevalue("runtime" if database == "sqlite" else "pg_runtime")
+    # A datetime is not JSON: stored (and hashed) as its text, as record_event does.
+    payloads = [*_odd_payloads(), {"when": clock.now(), "n": [1, 2]}]
+    ids = []
+    with rt.db.session_scope() as session:
+        for payload in payloads:
+            with counting(rt.db.engine) as statements:
+                ids.append(
+                    append_event(
+                        session,
+                        at=clock.now(),
+                        actor_id=7,
+                        action="t",
+                        object_type="lead",
+                        object_id=3,
+                        payload=payload,
+                    )
+                )
+            assert [s.split()[0] for s in statements if not s.startswith("BEGIN")][-1] == "INSERT"
+            clock.advance(seconds=1)
+        record_event(session, at=clock.now(), actor_id=None, action="t", payload=payloads[0])  # chains on
+    with rt.db.session_scope() as session:
+        stored = session.scalars(
+            select(AuditEvent).where(AuditEvent.id.in_(ids)).order_by(AuditEvent.id)
+        ).all()
+        assert [e.payload for e in stored] == [json.loads(json.dumps(p, default=str)) for p in payloads]
+        assert [(e.actor_id, e.object_id) for e in stored] == [(7, 3)] * len(payloads)
         assert verify_chain(session) is None

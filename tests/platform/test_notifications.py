@@ -51,6 +51,7 @@ from salesmesh.platform.runtime import Runtime
 from salesmesh.platform.settings import Settings, SettingsError
 from salesmesh.workflows import lead_notices
 from tests.platform.notification_helpers import smtp_receiver, webhook_receiver
+from tests.workflows.routing_helpers import counting
 
 PING = notification_kind(
     "test.ping", title="Ping from %(who)s", body="Sent at %(at)s.", path="/things/{subject_id}"
@@ -104,6 +105,21 @@ def test_notify_adds_rows_that_render_in_both_languages(
     assert zh.title == "你有新线索：Peking Union"
     assert zh.body == "请在 2026-03-16 09:20 前完成首次联系。"
     assert en.path == zh.path == "/leads/7"
+
+
+def test_notify_can_write_at_once_for_hot_paths(
+    runtime: Runtime, session: Session, clock: FrozenClock, make_user: Any
+) -> None:
+    rep = make_user()
+    with counting(runtime.db.engine) as statements:
+        rows = notify(
+            session, user_ids=[rep.id, rep.id], kind=lead_notices.ASSIGNED.name, now=clock.now(), write=True
+        )
+        session.flush()  # nothing left to write
+    assert len(rows) == 1 and rows[0].id is not None and rows[0].outbox_state == "pending"
+    assert [s.split()[:3] for s in statements] == [["INSERT", "INTO", "notifications"]]
+    assert session.scalar(select(func.count()).select_from(Notification)) == 1
+    assert render(rows[0], "zh").title.startswith("你有新线索")
 
 
 def test_a_body_without_its_parameters_is_left_out(
