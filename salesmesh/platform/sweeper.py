@@ -1,9 +1,10 @@
 """The sweeper: claims due timer rows in batches under a lease and executes their handlers.
 
-`claim_due_timers` is one statement, `UPDATE timers ... WHERE id IN (SELECT id ... ORDER BY due_at
-FOR UPDATE SKIP LOCKED LIMIT n) RETURNING id`: concurrent claimers on PostgreSQL skip each other's
-rows; on SQLite the same statement runs inside `BEGIN IMMEDIATE`, which serialises claimers. Rows
-that are pending and due, or running with an expired lease (their claimer crashed), are claimable.
+`claim_due_timers` is `UPDATE timers ... WHERE id IN (SELECT id ... ORDER BY due_at FOR UPDATE SKIP
+LOCKED LIMIT n) RETURNING id`: concurrent claimers on PostgreSQL skip each other's rows; on SQLite it
+runs inside `BEGIN IMMEDIATE`, which serialises claimers. Rows running with an expired lease (their
+claimer crashed) are claimable first, then rows pending and due — one statement each, so each walks
+its index and stops at the limit however many rows are due.
 `execute_timers` locks the claimed rows, re-checks that this claim still holds the lease, and runs
 them: a kind registered with a batch handler gets its timers of the chunk at once (one savepoint, set-based
 writes, one UPDATE marking them done; only the first timer of each subject joins, so a subject's timers
@@ -29,7 +30,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from salesmesh.platform.jobs import JobContext, job
@@ -95,10 +96,25 @@ def claim_due_timers(runtime: Runtime, *, limit: int, owner: str) -> list[int]:
 
 def _claim(runtime: Runtime, *, limit: int, owner: str) -> list[tuple[int, str]]:
     now = runtime.clock.now()
-    claimable = or_(
-        and_(Timer.status == PENDING, Timer.due_at <= now),
-        and_(Timer.status == RUNNING, Timer.lease_until < now),
-    )
+    lease = {
+        "status": RUNNING,
+        "lease_owner": owner,
+        "attempts": Timer.attempts + 1,
+        "lease_until": now + timedelta(seconds=runtime.settings.timer_lease_seconds),
+    }
+    # Two statements, each walking the (status, due_at) index in due order and stopping at its limit — one
+    # statement with `pending OR expired` reads every due row and sorts them all, on each claim: rows whose
+    # claimer's lease ran out first (few: only rows in flight are running), then due ones.
+    expired = and_(Timer.status == RUNNING, Timer.lease_until < now)
+    due = and_(Timer.status == PENDING, Timer.due_at <= now)
+    with runtime.db.session_scope(immediate=True) as session:
+        claimed = session.execute(_claim_statement(expired, limit, lease)).all()
+        if len(claimed) < limit:
+            claimed += session.execute(_claim_statement(due, limit - len(claimed), lease)).all()
+        return sorted((ident, kind) for ident, kind in claimed)
+
+
+def _claim_statement(claimable: Any, limit: int, lease: dict[str, Any]) -> Any:
     candidates = (
         select(Timer.id)
         .where(claimable)
@@ -106,20 +122,13 @@ def _claim(runtime: Runtime, *, limit: int, owner: str) -> list[tuple[int, str]]
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    claim = (
+    return (
         update(Timer)
         .where(Timer.id.in_(candidates.scalar_subquery()))
-        .values(
-            status=RUNNING,
-            lease_owner=owner,
-            attempts=Timer.attempts + 1,
-            lease_until=now + timedelta(seconds=runtime.settings.timer_lease_seconds),
-        )
+        .values(**lease)
         .returning(Timer.id, Timer.kind)
         .execution_options(synchronize_session=False)
     )
-    with runtime.db.session_scope(immediate=True) as session:
-        return sorted((ident, kind) for ident, kind in session.execute(claim).all())
 
 
 def _batches(kind: str) -> bool:
@@ -252,7 +261,7 @@ def _run_batch(session: Session, runtime: Runtime, kind: TimerKind, group: list[
             "batch of %d %s timers failed; running them one by one", len(group), kind.name, exc_info=True
         )
         return {timer.id for timer in group}
-    return {timer.id for timer in left}
+    return {timer.id for timer in left} & {timer.id for timer in group}
 
 
 def _mark_done(session: Session, timer_ids: list[int], now: datetime) -> None:

@@ -5,8 +5,11 @@ A timer is a row with `due_at`, written in the same transaction as the change th
 never holds the only copy of future work. The sweeper (`salesmesh.platform.sweeper`) claims due rows
 under a lease and runs the handler registered for the row's kind with a `TimerContext`; each side
 effect is recorded in the `effects` ledger under the idempotency key `timer:<id>:<suffix>` in the same
-transaction as the effect, so a crash may re-run a timer but its effect happens once. Periodic-job
-bookkeeping (`periodic_runs`) lives here too because this module owns the durable-time tables.
+transaction as the effect, so a crash may re-run a timer but its effect happens once. A kind may also
+register a batch handler (`timer_kind(..., batch=...)`): the sweeper then hands it a claimed chunk at once
+as a `TimerBatch`, whose `record_effects` writes the chunk's ledger rows with one statement and says which
+keys were new. Periodic-job bookkeeping (`periodic_runs`) lives here too because this module owns the
+durable-time tables.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from salesmesh.metamodel.conditions import Condition, ConditionError, compile_condition
 from salesmesh.metamodel.models import DefinitionVersion
@@ -194,7 +194,7 @@ _calendars = _Cache(CACHE_SIZE)
 
 
 def _frozen_version(session: Session, version_id: int, kind: str) -> DefinitionVersion:
-    version = session.get(DefinitionVersion, version_id)
+    version = session.get(DefinitionVersion, version_id, options=[joinedload(DefinitionVersion.definition)])
     if version is None or version.definition.kind != kind:
         raise LookupError(f"{kind} version {version_id} does not exist")
     if version.status == "draft":

@@ -4,8 +4,10 @@
 writes stage changes, routing decisions and reminders the same way with `actor=None`). It files the
 entry under every record it belongs to (a deal's activity also belongs to its customer; a converted
 lead's to the customer and deal it became), moves `last_activity_at` of those records for interactions,
-marks a new lead contacted on its first contact, and takes over the next step it plans. Tasks are
-to-dos for one person about one record, created and completed here. Same service rules as
+marks a new lead contacted on its first contact, and takes over the next step it plans.
+`log_deal_entries` writes many runtime entries on deals at once (a batch of reminders): one INSERT, the
+audit events as one batch, and the lights that time has changed refreshed together. Tasks are to-dos for
+one person about one record, created and completed here. Same service rules as
 `salesmesh.workflows.records`: policy, validation (`RecordError`), audit, flush, no commit.
 """
 
@@ -25,7 +27,7 @@ from salesmesh.platform.clock import Clock
 from salesmesh.platform.i18n import N_
 from salesmesh.platform.models import User
 from salesmesh.workflows import record_values as rv
-from salesmesh.workflows.lights import refresh_deal_light, refresh_lights
+from salesmesh.workflows.lights import refresh_deal_light, refresh_lights, stale_lights
 from salesmesh.workflows.models import (
     ACTIVITY_KINDS,
     CONTACT_KINDS,
@@ -210,8 +212,9 @@ def log_deal_entries(session: Session, entries: Sequence[DealEntry], *, clock: C
     """Log runtime entries on many deals at once, as `log_activity` logs one; return their ids.
 
     For the runtime (no actor, nothing to authorise) and system kinds only, which move none of a deal's
-    history fields: one INSERT, the `activity.log` audit events appended as one batch, one light refresh
-    for the deals. Errors name `/<index>/kind`, `/<index>/summary` or `/<index>/data`.
+    history fields: one INSERT, the `activity.log` audit events appended as one batch, and one refresh for
+    the deals whose light time has changed (`lights.stale_lights`). Errors name `/<index>/kind`,
+    `/<index>/summary` or `/<index>/data`.
     """
     if not entries:
         return []
@@ -255,8 +258,10 @@ def log_deal_entries(session: Session, entries: Sequence[DealEntry], *, clock: C
             for ident, deal_id, kind in written
         ],
     )
-    deals = list({entry.deal.id: entry.deal for entry in entries}.values())
-    refresh_lights(session, deals, now=now)
+    # System entries move none of a light's inputs (last activity, next step, tasks): only lights that
+    # time has changed need computing again, as the periodic light sweep would.
+    deals = {entry.deal.id: entry.deal for entry in entries}.values()
+    refresh_lights(session, stale_lights(deals, now=now), now=now)
     return [ident for ident, _deal, _kind in written]
 
 

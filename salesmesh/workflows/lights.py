@@ -16,10 +16,11 @@ The light is denormalised on the deal with the two facts that keep it current wi
 `overdue_since` (sorting by days late) and `light_changes_at`, the next moment the light would change
 if nothing happened. `refresh_light` recomputes one deal; it runs whenever an input changes (an
 activity logged, a task created or completed, the next step edited, a stage entered through the
-stage-change signal). Time alone is handled by `sweep_lights`: the periodic job `workflows.light_sweep`
-takes deals whose `light_changes_at` has passed through its index in batches (`FOR UPDATE SKIP LOCKED`
-on PostgreSQL, `BEGIN IMMEDIATE` on SQLite) and writes each with a conditional UPDATE, so a page never
-recomputes a light and a deal's history never has to be read.
+stage-change signal); `refresh_lights` does the same for many deals at once (a batch of reminders).
+Time alone is handled by `sweep_lights`: the periodic job `workflows.light_sweep` takes deals whose
+`light_changes_at` has passed through its index in batches (`FOR UPDATE SKIP LOCKED` on PostgreSQL,
+`BEGIN IMMEDIATE` on SQLite) and writes each with a conditional UPDATE, so a page never recomputes a
+light and a deal's history never has to be read.
 """
 
 from __future__ import annotations
@@ -351,6 +352,24 @@ def refresh_deal_light(session: Session, deal_id: int | None, *, now: datetime) 
         return None
     deal = session.get(Deal, deal_id)
     return refresh_light(session, deal, now=now) if deal is not None else None
+
+
+def stale_lights(deals: Iterable[Deal], *, now: datetime) -> list[Deal]:
+    """Return the deals whose stored light may be wrong at `now` when none of its inputs moved.
+
+    With its inputs unchanged a light changes only with time, at `light_changes_at` (that is what it
+    records): what the periodic sweep picks up. A light never computed, or one left on a closed deal, is
+    stale too.
+    """
+    stale = []
+    for deal in deals:
+        if deal.status != "open":
+            lingering = deal.light is not None or deal.light_changes_at is not None
+            if lingering or deal.overdue_since is not None:
+                stale.append(deal)
+        elif deal.light is None or (deal.light_changes_at is not None and deal.light_changes_at <= now):
+            stale.append(deal)
+    return stale
 
 
 def refresh_lights(session: Session, deals: Sequence[Deal], *, now: datetime) -> int:

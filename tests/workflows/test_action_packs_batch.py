@@ -135,6 +135,22 @@ def test_a_chunk_of_reminders_fires_each_once_in_a_constant_number_of_statements
         assert verify_chain(s) is None
 
 
+def test_a_batch_refreshes_the_lights_that_time_has_changed(runtime: Runtime, clock: FrozenClock) -> None:
+    world = _world(runtime, clock, 4)
+    deals = world["deals"]
+    with runtime.db.session_scope() as s:
+        fresh = {d.id: (d.light, d.light_changes_at) for d in s.scalars(select(Deal))}
+        assert {light for light, _at in fresh.values()} == {"green"}
+        # As if the light sweep had not come by since the deal's light should have turned.
+        s.execute(update(Deal).where(Deal.id == deals[1]).values(light="red", light_changes_at=START))
+    clock.advance(hours=1)
+    sweep_once(runtime, owner="test")
+    with runtime.db.session_scope() as s:
+        now = {d.id: (d.light, d.light_changes_at) for d in s.scalars(select(Deal))}
+        assert now == fresh  # recomputed from its inputs: green again, changing when it did before
+        assert count(s, Activity, Activity.kind == "reminder") == 4
+
+
 def test_a_step_whose_ledger_entry_exists_does_nothing_again(runtime: Runtime, clock: FrozenClock) -> None:
     world = _world(runtime, clock, 5)
     deals = world["deals"]
