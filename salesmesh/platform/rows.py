@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Table, insert
 from sqlalchemy.engine import CursorResult, Dialect
@@ -36,15 +36,23 @@ T = TypeVar("T")
 _LOCK = threading.Lock()
 
 
+class _Plan(NamedTuple):
+    sql: str
+    positional: bool
+    # (name in the SQL, the caller's key, the value compiled in, bind processor) in the SQL's order
+    binds: list[tuple[str, str, Any, Any]]
+    required: frozenset[str]  # the keys a caller must give
+
+
 class Prepared:
     """A statement compiled once per dialect and run through the driver (see the module docstring)."""
 
     def __init__(self, statement: Any, keys: Sequence[str] | None = None) -> None:
         self.statement = statement
         self.keys = list(keys) if keys is not None else None  # the columns an INSERT/UPDATE sets
-        self._plans: dict[tuple[str, str], tuple[str, bool, list[tuple[str, str, Any, Any]]]] = {}
+        self._plans: dict[tuple[str, str], _Plan] = {}
 
-    def _plan(self, dialect: Dialect) -> tuple[str, bool, list[tuple[str, str, Any, Any]]]:
+    def _plan(self, dialect: Dialect) -> _Plan:
         compiled = self.statement.compile(dialect=dialect, column_keys=self.keys)
         if compiled.post_compile_params or compiled.literal_execute_params:
             raise ValueError("a prepared statement cannot have expanding or literal-execute parameters")
@@ -52,14 +60,16 @@ class Prepared:
         rendered = compiled.positiontup if positional else dict.fromkeys(compiled.bind_names.values())
         names = list(rendered or ())
         binds = []
+        required = set()
         for name in names:
             bind = compiled.binds[name]
             if bind.callable is not None:
                 raise ValueError(f"a prepared statement cannot have a callable parameter ({name})")
+            if bind.required:
+                required.add(bind.key)
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            # (name in the SQL, the caller's key, the value compiled in when the caller gives none, processor)
             binds.append((compiled.escaped_bind_names.get(name, name), bind.key, bind.value, processor))
-        return compiled.string, positional, binds
+        return _Plan(compiled.string, positional, binds, frozenset(required))
 
     def execute(self, session: Session, params: Mapping[str, Any]) -> CursorResult[Any]:
         """Run the statement in the session's transaction with `params` (by name); return its result."""
@@ -69,22 +79,20 @@ class Prepared:
         plan = self._plans.get(slot)
         if plan is None:
             plan = self._plans[slot] = self._plan(dialect)
-        sql, positional, binds = plan
-        if positional:
+        if not plan.required <= params.keys():
+            missing = ", ".join(sorted(plan.required - params.keys()))
+            raise KeyError(f"parameters missing for a prepared statement: {missing}")
+        get = params.get
+        if plan.positional:
             values: Any = tuple(
-                (processor(params[key]) if processor else params[key])
-                if key in params
-                else (processor(static) if processor else static)
-                for _name, key, static, processor in binds
+                [proc(get(key, static)) if proc else get(key, static) for _n, key, static, proc in plan.binds]
             )
         else:
             values = {
-                name: (processor(params[key]) if processor else params[key])
-                if key in params
-                else (processor(static) if processor else static)
-                for name, key, static, processor in binds
+                name: proc(get(key, static)) if proc else get(key, static)
+                for name, key, static, proc in plan.binds
             }
-        return connection.exec_driver_sql(sql, values)
+        return connection.exec_driver_sql(plan.sql, values)
 
 
 def result_processor(session: Session, type_: TypeEngine[Any]) -> Any:

@@ -21,11 +21,12 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from threading import Lock
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import bindparam, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from salesmesh.metamodel.conditions import Condition, ConditionError, compile_condition
 from salesmesh.metamodel.models import Definition, DefinitionVersion
+from salesmesh.platform.rows import Prepared
 from salesmesh.workflows.calendars import CalendarError, WorkingCalendar
 from salesmesh.workflows.sla import SlaPolicy, compile_sla
 
@@ -254,15 +255,17 @@ class PublishedVersion:
 ROUTING_KINDS = ("routing", "rep_attributes", "calendar")  # what a plan is compiled from
 
 
-def _published_query(forms: bool, extra: bool) -> Any:
-    # Built once per shape and executed with bind parameters: this runs on every intake.
+def _published_query(forms: bool, extra: bool) -> Prepared:
+    # Built once per shape and sent through the driver with bind parameters: this runs on every intake.
+    # The kinds are inline constants (an expanding IN parameter would be re-rendered at every execution).
     versions, definitions = DefinitionVersion.__table__, Definition.__table__
+    kinds = (*ROUTING_KINDS, "form") if forms else ROUTING_KINDS
     wanted = (versions.c.status == "published") & definitions.c.kind.in_(
-        (*ROUTING_KINDS, "form") if forms else ROUTING_KINDS
+        [literal_column(f"'{kind}'") for kind in kinds]
     )
     if extra:
         wanted = or_(wanted, (versions.c.id == bindparam("extra")) & (definitions.c.kind == "form"))
-    return (
+    return Prepared(
         select(versions.c.id, definitions.c.kind, definitions.c.key, versions.c.checksum)
         .select_from(versions.join(definitions, definitions.c.id == versions.c.definition_id))
         .where(wanted)
@@ -280,7 +283,7 @@ def _published(
 ) -> list[PublishedVersion]:
     """One query: ids and checksums of the published routings, rep attributes and calendars (and forms)."""
     query = _PUBLISHED_QUERIES[(forms, extra_version_id is not None)]
-    rows = session.execute(query, {"extra": extra_version_id} if extra_version_id is not None else {})
+    rows = query.execute(session, {"extra": extra_version_id} if extra_version_id is not None else {})
     return [PublishedVersion(*row) for row in rows]
 
 
@@ -379,7 +382,7 @@ def current_plan_and_form(
     compiled spec is then cached by id and checksum); the form is None when the plan's form is not
     published.
     """
-    rows = tuple(tuple(row) for row in session.execute(_PUBLISHED_QUERIES[(True, False)]))
+    rows = tuple(tuple(row) for row in _PUBLISHED_QUERIES[(True, False)].execute(session, {}))
     # The same published set (ids and checksums) gives the same answer: skip re-deriving it per intake.
     key = (rows, form_key)
     found = _CHOICES.get(key)

@@ -127,17 +127,22 @@ def _snapshot_query(
     fresh: bool,
     exclude_lead: bool,
     cooldown: Callable[[ColumnElement[datetime]], ColumnElement[bool]] | None,
-    gated: str | None = None,
+    dialect: str,
+    *,
+    gated: bool = False,
 ) -> Prepared:
-    """The snapshot statement; `gated` (a dialect name): counts only for the reps in the `ids` parameter."""
+    """The snapshot statement; `gated`: counts only for the reps in the `ids` parameter."""
     roles = tuple(sorted(set().union(*(a.roles for a in assignments))))
     need_open = any(a.strategy == "least_loaded" for a in assignments)
     scopes = tuple((a.key, a.is_fallback) for a in assignments)
-    key = (roles, scopes, need_open, fresh, exclude_lead, cooldown, gated)
+    key = (roles, scopes, need_open, fresh, exclude_lead, cooldown, dialect, gated)
     stmt = _QUERIES.get(key)
     if stmt is not None:
         return stmt
     role_list = _constants(roles)
+    first_row = (
+        _users.c.id == select(func.min(_others.c.id)).where(_others.c.role.in_(role_list)).scalar_subquery()
+    )
     owner = _decisions.c.owner_id == _users.c.id
     today = _decisions.c.decided_at >= _SINCE
     counted: list[Any] = []  # the per-rep counts (and cooldown), computed for the `ids` reps only when gated
@@ -156,11 +161,7 @@ def _snapshot_query(
         # The routing's cursor, from subqueries evaluated once per statement (not a join probed per rep);
         # its positions (a few hundred bytes) on the first row only.
         case(
-            (
-                _users.c.id
-                == select(func.min(_others.c.id)).where(_others.c.role.in_(role_list)).scalar_subquery(),
-                select(cast(_cursors.c.positions, Text)).where(_cursor_row).scalar_subquery(),
-            ),
+            (first_row, select(cast(_cursors.c.positions, Text)).where(_cursor_row).scalar_subquery()),
             else_=None,
         ).label("positions"),
         select(_cursors.c.turns).where(_cursor_row).scalar_subquery().label("turns"),
@@ -184,9 +185,9 @@ def _snapshot_query(
         counted.append(_count(owner, window, stale).label("window_stale"))
     if cooldown is not None:
         counted.append(cooldown(_NOW).label("cooling"))
-    if gated is not None:
+    if gated:
         # Counting is what costs (correlated subqueries): only for the reps the caller names.
-        chosen = _gate(gated)
+        chosen = _gate(dialect)
         counted = [case((chosen, c.element), else_=None).label(c.name) for c in counted]
     columns.extend(counted)
     stmt = Prepared(
@@ -219,6 +220,10 @@ def _attributes(raw: str | None) -> Mapping[str, Any]:
     return found
 
 
+def _dialect(session: Session) -> str:
+    return "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
+
+
 def _params(plan: RoutingPlan, now: datetime, lead_id: int | None) -> dict[str, Any]:
     params: dict[str, Any] = {"since": today_start(plan, now), "routing_key": plan.key, "now": now}
     if lead_id is not None:
@@ -234,7 +239,11 @@ class _Reader:
     """Turns snapshot rows, as the driver returns them, into `RepState`s (columns: `_snapshot_query`)."""
 
     def __init__(
-        self, session: Session, plan: RoutingPlan, assignments: Sequence[Assignment], cooldown: bool
+        self,
+        session: Session,
+        plan: RoutingPlan,
+        assignments: Sequence[Assignment],
+        cooldown: bool,
     ) -> None:
         fresh = plan.freshness is not None
         need_open = any(a.strategy == "least_loaded" for a in assignments)
@@ -256,7 +265,7 @@ class _Reader:
         if row[11] is not None:
             self.turns = row[11]
 
-    def rep(self, row: Any) -> RepState:
+    def rep(self, row: Any, known: _Known | None = None) -> RepState:
         """The rep of one row, with its counts (its claim cooldown noted)."""
         if self.cooling_at is not None and row[self.cooling_at]:
             self.cooling.add(row[0])
@@ -264,7 +273,8 @@ class _Reader:
         away = row[9]
         if away is not None and self.moment is not None:
             away = self.moment(away)
-        known = _known(row, self.defaults)
+        if known is None:
+            known = _known(_own(row), row, self.defaults)
         # Positional, in `RepState`'s field order (this runs for every candidate of every decision).
         return RepState(
             row[0],
@@ -308,14 +318,12 @@ def _own(row: Any) -> tuple[Any, ...]:
     return (row[0], row[1], row[2], row[3], row[5], row[6], row[7])
 
 
-# (the rep's own columns) -> (attribute defaults, attributes, `RepState.filter_data`), shared read-only.
-_KNOWN: dict[tuple[Any, ...], tuple[Mapping[str, Any], Mapping[str, Any], dict[str, Any]]] = {}
+# (attribute defaults, attributes, `RepState.filter_data`) of one version of a rep's own columns.
+_Known = tuple[Mapping[str, Any], Mapping[str, Any], dict[str, Any]]
+_KNOWN: dict[tuple[Any, ...], _Known] = {}  # by the rep's own columns, shared read-only
 
 
-def _known(
-    row: Any, defaults: Mapping[str, Any]
-) -> tuple[Mapping[str, Any], Mapping[str, Any], dict[str, Any]]:
-    own = _own(row)
+def _known(own: tuple[Any, ...], row: Any, defaults: Mapping[str, Any]) -> _Known:
     known = _KNOWN.get(own)
     if known is None or known[0] is not defaults:
         attributes = _attributes(row[7])
@@ -341,7 +349,8 @@ def load_snapshot(
     condition on `users.id` (given `now` as a bound parameter) true for reps in claim cooldown, read as
     one more column.
     """
-    stmt = _snapshot_query(assignments, plan.freshness is not None, lead_id is not None, cooldown)
+    fresh, exclude_lead = plan.freshness is not None, lead_id is not None
+    stmt = _snapshot_query(assignments, fresh, exclude_lead, cooldown, _dialect(session))
     reader = _Reader(session, plan, assignments, cooldown is not None)
     # One fetchall, not a fetch per rep.
     reps = []
@@ -356,7 +365,7 @@ class _Roster:
     """Who was a candidate of one rule at the last snapshot: a verdict per version of a rep's own columns."""
 
     plan: RoutingPlan
-    verdicts: dict[tuple[Any, ...], str | None]
+    verdicts: dict[tuple[Any, ...], tuple[str | None, _Known]]  # (why not a candidate, what reps read)
     # The candidates counted last time, in id order, and the same as the statement's parameter (one
     # attribute: threads share rosters); None until known.
     counted: tuple[tuple[int, ...], str] | None = None
@@ -364,7 +373,6 @@ class _Roster:
 
 _ROSTERS: dict[tuple[str, int | None, str], _Roster] = {}
 MAX_RECOUNTS = 3
-_UNKNOWN: Any = object()
 
 
 def narrows(a: Assignment) -> bool:
@@ -399,12 +407,13 @@ def load_candidates(
     verdicts, defaults = roster.verdicts, plan.attribute_defaults
     params = _params(plan, now, lead_id)
     fresh, exclude_lead, cooling = plan.freshness is not None, lead_id is not None, cooldown is not None
-    dialect = "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
+    dialect = _dialect(session)
     for attempt in range(MAX_RECOUNTS + 1):
         # Count the reps who fitted last time; the last attempt counts everybody.
         last = roster.counted if attempt < MAX_RECOUNTS else None
         counted = last[0] if last is not None else None
-        stmt = _snapshot_query([a], fresh, exclude_lead, cooldown, dialect if last is not None else None)
+        gated = last is not None
+        stmt = _snapshot_query([a], fresh, exclude_lead, cooldown, dialect, gated=gated)
         if last is not None:
             params["ids"] = last[1]
         reader = _Reader(session, plan, [a], cooling)
@@ -413,17 +422,16 @@ def load_candidates(
         not_filter: list[int] = []
         for row in stmt.execute(session, params).all():
             own = _own(row)
-            verdict = verdicts.get(own, _UNKNOWN)
-            rep = None
-            if verdict is _UNKNOWN:
-                rep = reader.rep(row)
-                verdict = candidate_verdict(a, rep, defaults, {}, now)
+            seen = verdicts.get(own)
+            if seen is None:
+                known = _known(own, row, defaults)
+                verdict = candidate_verdict(a, reader.rep(row, known), defaults, {}, now)
                 if len(verdicts) >= ATTRIBUTES_SIZE:
                     verdicts.clear()
-                verdicts[own] = verdict
-            if verdict is None:
-                reps.append(rep or reader.rep(row))
-            elif verdict == "team":
+                seen = verdicts[own] = (verdict, known)
+            if seen[0] is None:
+                reps.append(reader.rep(row, seen[1]))
+            elif seen[0] == "team":
                 not_team.append(row[0])
             else:  # "filter" (the statement reads the rule's roles only)
                 not_filter.append(row[0])
@@ -464,6 +472,6 @@ def advance_cursor(
     """Move the routing's cursor from `seen_turns` to the next turn; return it, or None when beaten."""
     params = {"key": routing_key, "positions": positions, "now": now}
     if seen_turns is None:
-        stmt = _FIRST_TURN["postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"]
+        stmt = _FIRST_TURN[_dialect(session)]
         return stmt.execute(session, params).scalar()
     return _TURN.execute(session, {**params, "seen": seen_turns}).scalar()
