@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import Integer, and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from salesmesh.platform.jobs import JobContext, job
@@ -96,39 +96,50 @@ def claim_due_timers(runtime: Runtime, *, limit: int, owner: str) -> list[int]:
 
 def _claim(runtime: Runtime, *, limit: int, owner: str) -> list[tuple[int, str]]:
     now = runtime.clock.now()
-    lease = {
-        "status": RUNNING,
-        "lease_owner": owner,
-        "attempts": Timer.attempts + 1,
+    params = {
+        "now": now,
+        "owner": owner,
         "lease_until": now + timedelta(seconds=runtime.settings.timer_lease_seconds),
+        "n": limit,
     }
-    # Two statements, each walking the (status, due_at) index in due order and stopping at its limit — one
-    # statement with `pending OR expired` reads every due row and sorts them all, on each claim: rows whose
-    # claimer's lease ran out first (few: only rows in flight are running), then due ones.
-    expired = and_(Timer.status == RUNNING, Timer.lease_until < now)
-    due = and_(Timer.status == PENDING, Timer.due_at <= now)
     with runtime.db.session_scope(immediate=True) as session:
-        claimed = session.execute(_claim_statement(expired, limit, lease)).all()
+        claimed = session.execute(_CLAIM_EXPIRED, params).all()
         if len(claimed) < limit:
-            claimed += session.execute(_claim_statement(due, limit - len(claimed), lease)).all()
+            claimed += session.execute(_CLAIM_DUE, {**params, "n": limit - len(claimed)}).all()
         return sorted((ident, kind) for ident, kind in claimed)
 
 
-def _claim_statement(claimable: Any, limit: int, lease: dict[str, Any]) -> Any:
+def _claim_statement(claimable: Any) -> Any:
+    """Lease up to :n rows that `claimable` selects, in due order, skipping rows others hold locked."""
+    table = Timer.__table__
     candidates = (
-        select(Timer.id)
+        select(table.c.id)
         .where(claimable)
-        .order_by(Timer.due_at, Timer.id)
-        .limit(limit)
+        .order_by(table.c.due_at, table.c.id)
+        .limit(bindparam("n", type_=Integer()))
         .with_for_update(skip_locked=True)
     )
     return (
-        update(Timer)
-        .where(Timer.id.in_(candidates.scalar_subquery()))
-        .values(**lease)
-        .returning(Timer.id, Timer.kind)
-        .execution_options(synchronize_session=False)
+        update(table)
+        .where(table.c.id.in_(candidates.scalar_subquery()))
+        .values(
+            status=RUNNING,
+            lease_owner=bindparam("owner", type_=table.c.lease_owner.type),
+            attempts=table.c.attempts + 1,
+            lease_until=bindparam("lease_until", type_=table.c.lease_until.type),
+        )
+        .returning(table.c.id, table.c.kind)
     )
+
+
+# Two statements, each walking the (status, due_at) index in due order and stopping at its limit — one
+# statement with `pending OR expired` reads every due row and sorts them all, on each claim: rows whose
+# claimer's lease ran out first (few: only rows in flight are running), then due ones. Built once.
+_NOW = bindparam("now", type_=Timer.__table__.c.due_at.type)
+_CLAIM_EXPIRED = _claim_statement(
+    and_(Timer.__table__.c.status == RUNNING, Timer.__table__.c.lease_until < _NOW)
+)
+_CLAIM_DUE = _claim_statement(and_(Timer.__table__.c.status == PENDING, Timer.__table__.c.due_at <= _NOW))
 
 
 def _batches(kind: str) -> bool:
