@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -64,6 +64,11 @@ class AuditEvent(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+def _instant(at: datetime) -> str:
+    """The event time as hashed: in UTC, as it reads back from the column (any zone given is converted)."""
+    return at.astimezone(UTC).isoformat()
+
+
 def _tail(
     at: datetime,
     actor_id: int | None,
@@ -74,7 +79,7 @@ def _tail(
 ) -> str:
     """The canonical body after its sequence number: `[<seq>` + this is the whole body."""
     body = json.dumps(
-        [at.isoformat(), actor_id, action, object_type, object_id, payload],
+        [_instant(at), actor_id, action, object_type, object_id, payload],
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
@@ -173,7 +178,7 @@ def _append(
     # writes the same bytes, which `verify_chain` checks).
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     head = json.dumps(
-        [at.isoformat(), actor_id, action, object_type, object_id], separators=(",", ":"), ensure_ascii=False
+        [_instant(at), actor_id, action, object_type, object_id], separators=(",", ":"), ensure_ascii=False
     )
     params = {
         "tail": "," + head[1:-1] + "," + text + "]",

@@ -4,12 +4,20 @@ verifies it, and concurrent writers on PostgreSQL still form one unbroken chain.
 
 import json
 import threading
+from datetime import timedelta, timezone
 
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from salesmesh.platform.audit import GENESIS, AuditEvent, append_event, record_event, verify_chain
+from salesmesh.platform.audit import (
+    GENESIS,
+    AuditEvent,
+    append_event,
+    record_event,
+    record_events,
+    verify_chain,
+)
 from salesmesh.platform.clock import FrozenClock
 from salesmesh.platform.runtime import Runtime
 from tests.workflows.routing_helpers import counting
@@ -146,3 +154,18 @@ def test_append_event_stores_the_canonical_payload_it_hashed(
         assert [e.payload for e in stored] == [json.loads(json.dumps(p, default=str)) for p in payloads]
         assert [(e.actor_id, e.object_id) for e in stored] == [(7, 3)] * len(payloads)
         assert verify_chain(session) is None
+
+
+def test_an_event_time_in_another_zone_is_hashed_as_it_reads_back(
+    session: Session, clock: FrozenClock
+) -> None:
+    beijing = timezone(timedelta(hours=8))
+    at = clock.now().astimezone(beijing)
+    record_event(session, at=at, actor_id=None, action="zone.one")
+    append_event(session, at=at, actor_id=None, action="zone.two")
+    record_events(session, [{"at": at, "action": "zone.three"}])
+    session.commit()
+    session.expire_all()
+    stored = session.scalars(select(AuditEvent).order_by(AuditEvent.seq)).all()
+    assert [e.at for e in stored] == [at, at, at]  # the same instant, read back in UTC
+    assert verify_chain(session) is None
