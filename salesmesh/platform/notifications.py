@@ -34,7 +34,7 @@ from salesmesh.platform.jobs import JobContext, job
 from salesmesh.platform.models import User
 from salesmesh.platform.outbox import DeliveryStats, Message, deliver_due, enqueue_messages
 from salesmesh.platform.policy import MAX_ID
-from salesmesh.platform.rows import insert_row
+from salesmesh.platform.rows import build_row, insert_row
 
 if TYPE_CHECKING:
     from salesmesh.platform.jobs import JobQueue
@@ -218,17 +218,16 @@ def notify(
     clean = _clean_params(params)
     rows = []
     for user_id in dict.fromkeys(u for u in user_ids if u is not None):
-        rows.append(
-            Notification(
-                user_id=user_id,
-                kind=kind,
-                subject_type=subject[0] if subject else None,
-                subject_id=subject[1] if subject else None,
-                params=clean,
-                created_at=now,
-                outbox_state=PENDING,
-            )
-        )
+        values = {
+            "user_id": user_id,
+            "kind": kind,
+            "subject_type": subject[0] if subject else None,
+            "subject_id": subject[1] if subject else None,
+            "params": clean,
+            "created_at": now,
+            "outbox_state": PENDING,
+        }
+        rows.append(build_row(Notification, values) if write else Notification(**values))
     if write:
         for row in rows:
             insert_row(session, row)

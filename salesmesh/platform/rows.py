@@ -7,7 +7,8 @@ as the persistent row it now is, with every attribute loaded, so nothing reads i
 flush's bookkeeping (about a fifth of a millisecond per row), which matters where one request writes a
 few rows and is measured (intake). The object must be new (never added to a session), have an integer
 `id` primary key and attributes named like its columns; relationships are not written (set foreign key
-columns instead). Everything else should simply `session.add()` and flush.
+columns instead). Everything else should simply `session.add()` and flush. `build_row(Model, values)` makes
+such an object without the mapped constructor's per-attribute bookkeeping.
 
 `Prepared(statement)` is a Core statement whose SQL text, parameter order and bind processors are worked
 out once per dialect; `execute(session, params)` sends it with the connection's `exec_driver_sql`, in the
@@ -27,7 +28,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Table, insert
 from sqlalchemy.engine import CursorResult, Dialect
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session, class_mapper, make_transient_to_detached
 from sqlalchemy.sql.schema import CallableColumnDefault
 from sqlalchemy.types import TypeEngine
 
@@ -124,6 +125,15 @@ def _plan(table: Table) -> tuple[Prepared, list[tuple[str, Any]]]:
         with _LOCK:
             _PLANS[table] = plan
     return plan
+
+
+def build_row(cls: type[T], values: Mapping[str, Any]) -> T:
+    """Return an instance of the mapped class holding `values` as if loaded (no constructor, no change
+    events): for an object `insert_row` writes next, where the constructor's per-attribute events are
+    the slowest part of making it."""
+    obj = class_mapper(cls).class_manager.new_instance()
+    obj.__dict__.update(values)
+    return obj  # type: ignore[no-any-return]
 
 
 def insert_row(session: Session, obj: T) -> T:

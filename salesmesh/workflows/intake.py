@@ -46,7 +46,7 @@ from salesmesh.metamodel.models import DefinitionVersion
 from salesmesh.platform.audit import record_event
 from salesmesh.platform.clock import Clock
 from salesmesh.platform.db import UTCDateTime
-from salesmesh.platform.rows import Prepared, insert_row
+from salesmesh.platform.rows import Prepared, build_row, insert_row
 from salesmesh.workflows.intake_models import IntakeChannel, LeadDedupeKey, LeadDuplicate
 from salesmesh.workflows.lead_forms import LEAD_COLUMNS
 from salesmesh.workflows.lead_notices import notify_duplicate
@@ -269,15 +269,18 @@ def intake_lead(
     if campaign is not None:
         columns["campaign"] = campaign
     received = received_at or now
-    lead = Lead(
-        name=_lead_name(spec, values, columns),
-        status="new",
-        source_channel=channel_key,
-        form_version_id=spec.version_id,
-        data=values,
-        received_at=received,
-        created_at=now,
-        **columns,
+    lead = build_row(  # written by insert_row below, once routed
+        Lead,
+        {
+            "name": _lead_name(spec, values, columns),
+            "status": "new",
+            "source_channel": channel_key,
+            "form_version_id": spec.version_id,
+            "data": values,
+            "received_at": received,
+            "created_at": now,
+            **columns,
+        },
     )
     # Decide first, so the lead is inserted with its owner (no UPDATE after); take the turn only after
     # the contact keys are claimed, so a duplicate never consumes one.

@@ -52,7 +52,7 @@ from salesmesh.platform.audit import append_event
 from salesmesh.platform.clock import Clock
 from salesmesh.platform.i18n import N_, gettext, label
 from salesmesh.platform.models import User
-from salesmesh.platform.rows import insert_row
+from salesmesh.platform.rows import build_row, insert_row
 from salesmesh.workflows.models import Lead
 from salesmesh.workflows.routing_decide import (
     OUTCOME_NAMES,
@@ -321,22 +321,25 @@ def _record(
     explanation["labels"] = labels
     if lead.id is None:
         session.flush()
-    decision = RoutingDecision(
-        lead_id=lead.id,
-        routing_version_id=plan.version_id,
-        routing_key=plan.key,
-        rule_key=a.key,
-        used_fallback=a.is_fallback,
-        channel=a.channel,
-        strategy=a.strategy,
-        outcome=outcome.outcome,
-        owner_id=owner.id if owner else None,
-        team_id=owner.team_id if owner else None,
-        pool_key=outcome.pool,
-        reason=outcome.reason if outcome.outcome == "unassigned" else None,
-        lead_age_seconds=int(age),
-        decided_at=now,
-        explanation=explanation,
+    decision = build_row(
+        RoutingDecision,
+        {
+            "lead_id": lead.id,
+            "routing_version_id": plan.version_id,
+            "routing_key": plan.key,
+            "rule_key": a.key,
+            "used_fallback": a.is_fallback,
+            "channel": a.channel,
+            "strategy": a.strategy,
+            "outcome": outcome.outcome,
+            "owner_id": owner.id if owner else None,
+            "team_id": owner.team_id if owner else None,
+            "pool_key": outcome.pool,
+            "reason": outcome.reason if outcome.outcome == "unassigned" else None,
+            "lead_age_seconds": int(age),
+            "decided_at": now,
+            "explanation": explanation,
+        },
     )
     insert_row(session, decision)  # one prebuilt INSERT: this runs for every lead
     on_lead_assigned(session, lead, plan, now, decision)  # the owner's notification: one INSERT, no query

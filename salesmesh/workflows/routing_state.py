@@ -249,6 +249,7 @@ class _Reader:
         need_open = any(a.strategy == "least_loaded" for a in assignments)
         self.defaults = plan.attribute_defaults
         self.scopes = [(a.scope, 13 + i) for i, a in enumerate(assignments)]
+        self.several, self.scope = len(assignments) > 1, assignments[0].scope
         extra = 13 + len(assignments)  # open_leads, window_total, window_stale, cooling follow, as present
         self.open_at = extra if need_open else None
         self.window_at = extra + need_open if fresh else None
@@ -259,7 +260,8 @@ class _Reader:
         self.moment = _moment(session)
 
     def cursor(self, row: Any) -> None:
-        """Note the routing's cursor (its turns on every row, its positions on the first)."""
+        """Note the routing's cursor from the first row (its turns are on every row, its positions on the
+        first only)."""
         if row[10] is not None:
             self.raw_positions = row[10]
         if row[11] is not None:
@@ -289,7 +291,7 @@ class _Reader:
             row[2],
             row[open_at] if open_at is not None else None,
             row[12],
-            {scope: row[at] for scope, at in self.scopes},
+            {scope: row[at] for scope, at in self.scopes} if self.several else {self.scope: row[13]},
             row[window_at] if window_at is not None else 0,
             row[window_at + 1] if window_at is not None else 0,
             known[2],  # what candidate filters read: built once per version of the rep's own columns
@@ -314,8 +316,8 @@ def _moment(session: Session) -> Any:
 
 
 def _own(row: Any) -> tuple[Any, ...]:
-    """A rep's own columns that candidate filters read (id, name, e-mail, role, team, active, attributes)."""
-    return (row[0], row[1], row[2], row[3], row[5], row[6], row[7])
+    """A rep's own columns, what candidate filters read (id, name, e-mail, role, team, active, attributes)."""
+    return tuple(row[:8])
 
 
 # (attribute defaults, attributes, `RepState.filter_data`) of one version of a rep's own columns.
@@ -353,11 +355,10 @@ def load_snapshot(
     stmt = _snapshot_query(assignments, fresh, exclude_lead, cooldown, _dialect(session))
     reader = _Reader(session, plan, assignments, cooldown is not None)
     # One fetchall, not a fetch per rep.
-    reps = []
-    for row in stmt.execute(session, _params(plan, now, lead_id)).all():
-        reader.cursor(row)
-        reps.append(reader.rep(row))
-    return reader.snapshot(reps)
+    rows = stmt.execute(session, _params(plan, now, lead_id)).all()
+    if rows:
+        reader.cursor(rows[0])
+    return reader.snapshot([reader.rep(row) for row in rows])
 
 
 @dataclass
@@ -420,22 +421,26 @@ def load_candidates(
         reps: list[RepState] = []
         not_team: list[int] = []
         not_filter: list[int] = []
-        for row in stmt.execute(session, params).all():
-            own = _own(row)
+        rows = stmt.execute(session, params).all()
+        rep = reader.rep
+        for row in rows:
+            own = row[:8]  # the rep's own columns (`_own`)
             seen = verdicts.get(own)
             if seen is None:
                 known = _known(own, row, defaults)
-                verdict = candidate_verdict(a, reader.rep(row, known), defaults, {}, now)
+                verdict = candidate_verdict(a, rep(row, known), defaults, {}, now)
                 if len(verdicts) >= ATTRIBUTES_SIZE:
                     verdicts.clear()
                 seen = verdicts[own] = (verdict, known)
-            if seen[0] is None:
-                reps.append(reader.rep(row, seen[1]))
-            elif seen[0] == "team":
+            verdict = seen[0]
+            if verdict is None:
+                reps.append(rep(row, seen[1]))
+            elif verdict == "team":
                 not_team.append(row[0])
             else:  # "filter" (the statement reads the rule's roles only)
                 not_filter.append(row[0])
-            reader.cursor(row)
+        if rows:
+            reader.cursor(rows[0])
         ids = tuple(rep.id for rep in reps)  # in id order, as the statement returns them
         if ids != counted:
             roster.counted = (ids, json.dumps(ids))

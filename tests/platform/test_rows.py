@@ -1,8 +1,8 @@
 """Hot-path statements (`salesmesh.platform.rows`): `insert_row` writes every column (defaults included)
-with one statement and hands over a loaded persistent object; a `Prepared` statement, compiled once per
-dialect, runs in the session's transaction with its parameters processed like SQLAlchemy's own (JSON,
-aware datetimes, values compiled into the statement), is seen by the engine's statement hooks, and refuses
-statements whose SQL depends on the parameters — on SQLite and on PostgreSQL."""
+with one statement and hands over a loaded persistent object (also one made by `build_row`); a `Prepared`
+statement, compiled once per dialect, runs in the session's transaction with its parameters processed like
+SQLAlchemy's own (JSON, aware datetimes, values compiled into the statement), is seen by the engine's
+statement hooks, and refuses statements whose SQL depends on the parameters — on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, func, inspect, select, update
 from salesmesh.platform.clock import FrozenClock
 from salesmesh.platform.models import User
 from salesmesh.platform.notifications import Notification
-from salesmesh.platform.rows import Prepared, insert_row, result_processor
+from salesmesh.platform.rows import Prepared, build_row, insert_row, result_processor
 from salesmesh.platform.runtime import Runtime
 from salesmesh.workflows.routing_models import RoundRobinCursor
 from tests.workflows.routing_helpers import add_rep, counting
@@ -80,16 +80,26 @@ def test_insert_row_writes_defaults_and_hands_over_a_loaded_object(
         note = Notification(
             user_id=rep.id, kind="lead.assigned", params={"lead": "线索"}, created_at=clock.now()
         )
+        built = build_row(
+            Notification, {"user_id": rep.id, "kind": "lead.assigned", "created_at": clock.now()}
+        )
+        assert inspect(built).transient and built.kind == "lead.assigned" and built.params is None
         with counting(rt.db.engine) as statements:
             insert_row(session, note)
+            insert_row(session, built)
             session.flush()  # nothing left to write
             assert note.read_at is None and note.subject_id is None  # loaded: no query
-        assert len(statements) == 1 and statements[0].startswith("INSERT INTO notifications")
-        state = inspect(note)
-        assert state.persistent and not state.modified and note.id is not None
-        assert session.get(Notification, note.id) is note
-        note_id = note.id
+            assert built.params == {} and built.read_at is None  # the columns' defaults
+        assert len(statements) == 2 and all(s.startswith("INSERT INTO notifications") for s in statements)
+        for row in (note, built):
+            state = inspect(row)
+            assert state.persistent and not state.modified and row.id is not None
+            assert session.get(Notification, row.id) is row
+        ids = (note.id, built.id)
     with rt.db.session_scope() as session:
-        stored = session.get(Notification, note_id)
-        assert stored is not None and stored.params == {"lead": "线索"} and stored.user_id == rep.id
+        stored = [session.get(Notification, ident) for ident in ids]
+        assert [(n.params, n.user_id) for n in stored if n is not None] == [
+            ({"lead": "线索"}, rep.id),
+            ({}, rep.id),
+        ]
         assert session.get(User, rep.id) is not None
