@@ -12,8 +12,10 @@ Counting is what a snapshot costs, so the engine reads one rule at a time (`load
 of the rule's roles with their own columns, sorted in Python into the rule's candidates and the others
 (by team and candidate filter, for the explanation), and counts for the candidates only — which ones is
 known from the rule's previous snapshot, given to the statement as one JSON array parameter; a rep who
-fits now but was not counted (new, or edited since) makes the statement run again, counting them. The
-statements are compiled once per shape and dialect and sent through the driver (`rows.Prepared`).
+fits now but was not counted (new, or edited since) makes the statement run again, counting them. A rep's
+own columns come as one JSON text per row (`_own_columns`: one value for the driver to hand over instead
+of ten), remembered with what they say and the rule's verdict until the text changes. The statements are
+compiled once per shape and dialect and sent through the driver (`rows.Prepared`).
 
 Fairness under concurrency comes from `advance_cursor`: every assigning decision moves the routing's
 `round_robin_cursors` row with one conditional statement, `UPDATE ... SET turns = turns + 1 ... WHERE
@@ -35,7 +37,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -58,7 +60,7 @@ from sqlalchemy.orm import Session
 
 from salesmesh.platform.db import UTCDateTime
 from salesmesh.platform.models import Team, User
-from salesmesh.platform.rows import Prepared, result_processor
+from salesmesh.platform.rows import Prepared
 from salesmesh.workflows.calendars import day_start
 from salesmesh.workflows.models import Lead
 from salesmesh.workflows.routing_decide import OPEN_STATUSES, RepState, Unfit, candidate_verdict
@@ -122,6 +124,27 @@ def _gate(dialect: str) -> ColumnElement[bool]:
     return _users.c.id.in_(select(listed.c.value))
 
 
+def _own_columns(dialect: str) -> ColumnElement[str]:
+    """A rep's own columns as ONE JSON text: [id, name, email, role, team id, team key, active, attributes
+    (as JSON text), daily capacity, unavailable until]. One value per row for the driver to hand over (not
+    ten), and the key under which what it says is remembered (`_known`)."""
+    own = [
+        _users.c.id,
+        _users.c.name,
+        _users.c.email,
+        _users.c.role,
+        _users.c.team_id,
+        _teams.c.key,
+        _users.c.active,
+        cast(_users.c.attributes, Text),
+        _users.c.daily_capacity,
+        _users.c.unavailable_until,
+    ]
+    if dialect == "postgresql":
+        return cast(func.json_build_array(*own), Text)
+    return func.json_array(*own)
+
+
 def _snapshot_query(
     assignments: Sequence[Assignment],
     fresh: bool,
@@ -147,17 +170,7 @@ def _snapshot_query(
     today = _decisions.c.decided_at >= _SINCE
     counted: list[Any] = []  # the per-rep counts (and cooldown), computed for the `ids` reps only when gated
     columns: list[Any] = [
-        _users.c.id,
-        _users.c.name,
-        _users.c.email,
-        _users.c.role,
-        _users.c.team_id,
-        _teams.c.key.label("team_key"),
-        _users.c.active,
-        # JSON as text: parsed once per distinct value (`_attributes`), the cursor's once per snapshot.
-        cast(_users.c.attributes, Text).label("attributes"),
-        _users.c.daily_capacity,
-        _users.c.unavailable_until,
+        _own_columns(dialect).label("own"),
         # The routing's cursor, from subqueries evaluated once per statement (not a join probed per rep);
         # its positions (a few hundred bytes) on the first row only.
         case(
@@ -238,63 +251,53 @@ def _params(plan: RoutingPlan, now: datetime, lead_id: int | None) -> dict[str, 
 class _Reader:
     """Turns snapshot rows, as the driver returns them, into `RepState`s (columns: `_snapshot_query`)."""
 
-    def __init__(
-        self,
-        session: Session,
-        plan: RoutingPlan,
-        assignments: Sequence[Assignment],
-        cooldown: bool,
-    ) -> None:
+    def __init__(self, plan: RoutingPlan, assignments: Sequence[Assignment], cooldown: bool) -> None:
         fresh = plan.freshness is not None
         need_open = any(a.strategy == "least_loaded" for a in assignments)
         self.defaults = plan.attribute_defaults
-        self.scopes = [(a.scope, 13 + i) for i, a in enumerate(assignments)]
+        self.scopes = [(a.scope, 4 + i) for i, a in enumerate(assignments)]
         self.several, self.scope = len(assignments) > 1, assignments[0].scope
-        extra = 13 + len(assignments)  # open_leads, window_total, window_stale, cooling follow, as present
+        extra = 4 + len(assignments)  # open_leads, window_total, window_stale, cooling follow, as present
         self.open_at = extra if need_open else None
         self.window_at = extra + need_open if fresh else None
         self.cooling_at = extra + need_open + 2 * fresh if cooldown else None
         self.turns: int | None = None
         self.raw_positions: str | None = None
         self.cooling: set[int] = set()
-        self.moment = _moment(session)
 
     def cursor(self, row: Any) -> None:
         """Note the routing's cursor from the first row (its turns are on every row, its positions on the
         first only)."""
-        if row[10] is not None:
-            self.raw_positions = row[10]
-        if row[11] is not None:
-            self.turns = row[11]
+        if row[1] is not None:
+            self.raw_positions = row[1]
+        if row[2] is not None:
+            self.turns = row[2]
 
     def rep(self, row: Any, known: _Known | None = None) -> RepState:
         """The rep of one row, with its counts (its claim cooldown noted)."""
-        if self.cooling_at is not None and row[self.cooling_at]:
-            self.cooling.add(row[0])
-        open_at, window_at = self.open_at, self.window_at
-        away = row[9]
-        if away is not None and self.moment is not None:
-            away = self.moment(away)
         if known is None:
-            known = _known(_own(row), row, self.defaults)
+            known = _known(row[0], self.defaults)
+        if self.cooling_at is not None and row[self.cooling_at]:
+            self.cooling.add(known[1])
+        open_at, window_at = self.open_at, self.window_at
         # Positional, in `RepState`'s field order (this runs for every candidate of every decision).
         return RepState(
-            row[0],
-            row[1],
-            row[3],
-            row[4],
-            row[5],
-            bool(row[6]),
             known[1],
-            row[8],
-            away,
-            row[2],
+            known[2],
+            known[4],
+            known[5],
+            known[6],
+            known[7],
+            known[8],
+            known[9],
+            known[10],
+            known[3],
             row[open_at] if open_at is not None else None,
-            row[12],
-            {scope: row[at] for scope, at in self.scopes} if self.several else {self.scope: row[13]},
+            row[3],
+            {scope: row[at] for scope, at in self.scopes} if self.several else {self.scope: row[4]},
             row[window_at] if window_at is not None else 0,
             row[window_at + 1] if window_at is not None else 0,
-            known[2],  # what candidate filters read: built once per version of the rep's own columns
+            known[11],  # what candidate filters read: built once per version of the rep's own columns
             self.defaults,
         )
 
@@ -303,36 +306,36 @@ class _Reader:
         return Snapshot(reps, positions, self.turns, frozenset(self.cooling), unfit)
 
 
-_MOMENTS: dict[tuple[str, str], Any] = {}
+# What one version of a rep's own columns says: (attribute defaults, id, name, email, role, team id, team
+# key, active, attributes, daily capacity, unavailable until, `RepState.filter_data`).
+_Known = tuple[Any, ...]
+_KNOWN: dict[str, _Known] = {}  # by the own columns' JSON text (`_own_columns`), shared read-only
 
 
-def _moment(session: Session) -> Any:
-    """The conversion of a driver's datetime value into an aware UTC datetime (per dialect)."""
-    dialect = session.get_bind().dialect
-    slot = (dialect.name, dialect.driver)
-    if slot not in _MOMENTS:
-        _MOMENTS[slot] = result_processor(session, UTCDateTime())
-    return _MOMENTS[slot]
-
-
-def _own(row: Any) -> tuple[Any, ...]:
-    """A rep's own columns, what candidate filters read (id, name, e-mail, role, team, active, attributes)."""
-    return tuple(row[:8])
-
-
-# (attribute defaults, attributes, `RepState.filter_data`) of one version of a rep's own columns.
-_Known = tuple[Mapping[str, Any], Mapping[str, Any], dict[str, Any]]
-_KNOWN: dict[tuple[Any, ...], _Known] = {}  # by the rep's own columns, shared read-only
-
-
-def _known(own: tuple[Any, ...], row: Any, defaults: Mapping[str, Any]) -> _Known:
+def _known(own: str, defaults: Mapping[str, Any]) -> _Known:
     known = _KNOWN.get(own)
     if known is None or known[0] is not defaults:
-        attributes = _attributes(row[7])
-        rep = RepState(row[0], row[1], row[3], row[4], row[5], bool(row[6]), attributes, email=row[2])
+        ident, name, email, role, team_id, team_key, active, attributes, capacity, away = json.loads(own)
+        attrs = _attributes(attributes)
+        if away is not None:  # "YYYY-MM-DD HH:MM:SS.ffffff" (SQLite) or ISO 8601 (PostgreSQL), naive UTC
+            away = datetime.fromisoformat(away).replace(tzinfo=UTC)
+        rep = RepState(ident, name, role, team_id, team_key, bool(active), attrs, email=email)
         if len(_KNOWN) >= ATTRIBUTES_SIZE:
             _KNOWN.clear()
-        known = _KNOWN[own] = (defaults, attributes, rep.filter_data(defaults))
+        known = _KNOWN[own] = (
+            defaults,
+            ident,
+            name,
+            email,
+            role,
+            team_id,
+            team_key,
+            bool(active),
+            attrs,
+            capacity,
+            away,
+            rep.filter_data(defaults),
+        )
     return known
 
 
@@ -353,7 +356,7 @@ def load_snapshot(
     """
     fresh, exclude_lead = plan.freshness is not None, lead_id is not None
     stmt = _snapshot_query(assignments, fresh, exclude_lead, cooldown, _dialect(session))
-    reader = _Reader(session, plan, assignments, cooldown is not None)
+    reader = _Reader(plan, assignments, cooldown is not None)
     # One fetchall, not a fetch per rep.
     rows = stmt.execute(session, _params(plan, now, lead_id)).all()
     if rows:
@@ -366,7 +369,7 @@ class _Roster:
     """Who was a candidate of one rule at the last snapshot: a verdict per version of a rep's own columns."""
 
     plan: RoutingPlan
-    verdicts: dict[tuple[Any, ...], tuple[str | None, _Known]]  # (why not a candidate, what reps read)
+    verdicts: dict[str, tuple[str | None, _Known]]  # by own columns: (why not a candidate, the rep's)
     # The candidates counted last time, in id order, and the same as the statement's parameter (one
     # attribute: threads share rosters); None until known.
     counted: tuple[tuple[int, ...], str] | None = None
@@ -417,28 +420,28 @@ def load_candidates(
         stmt = _snapshot_query([a], fresh, exclude_lead, cooldown, dialect, gated=gated)
         if last is not None:
             params["ids"] = last[1]
-        reader = _Reader(session, plan, [a], cooling)
+        reader = _Reader(plan, [a], cooling)
         reps: list[RepState] = []
         not_team: list[int] = []
         not_filter: list[int] = []
         rows = stmt.execute(session, params).all()
         rep = reader.rep
         for row in rows:
-            own = row[:8]  # the rep's own columns (`_own`)
+            own = row[0]  # the rep's own columns, as one JSON text
             seen = verdicts.get(own)
             if seen is None:
-                known = _known(own, row, defaults)
+                known = _known(own, defaults)
                 verdict = candidate_verdict(a, rep(row, known), defaults, {}, now)
                 if len(verdicts) >= ATTRIBUTES_SIZE:
                     verdicts.clear()
                 seen = verdicts[own] = (verdict, known)
-            verdict = seen[0]
+            verdict, known = seen
             if verdict is None:
-                reps.append(rep(row, seen[1]))
+                reps.append(rep(row, known))
             elif verdict == "team":
-                not_team.append(row[0])
+                not_team.append(known[1])
             else:  # "filter" (the statement reads the rule's roles only)
-                not_filter.append(row[0])
+                not_filter.append(known[1])
         if rows:
             reader.cursor(rows[0])
         ids = tuple(rep.id for rep in reps)  # in id order, as the statement returns them

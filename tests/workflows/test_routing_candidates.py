@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from benchmarks.intake_e2e import LEAD_FORM
@@ -26,7 +26,7 @@ from tests.workflows.routing_helpers import add_lead, add_rep, counting, publish
 
 
 def _snapshots(sql: list[str]) -> int:
-    return sum(s.startswith("SELECT users.id") for s in sql)
+    return sum(s.startswith("SELECT") and "AS today_total" in s for s in sql)
 
 
 def _world(session: Session, clock: FrozenClock) -> None:
@@ -75,6 +75,24 @@ def test_reading_one_rules_candidates_decides_and_explains_like_reading_every_re
     with rt.db.session_scope() as session:
         _world(session, clock)
         plan = current_plan(session, form_key=LEAD_FORM["key"])
+        # What a snapshot reads of each rep is what the ORM reads (away times, flags, JSON attributes).
+        snap = load_snapshot(session, plan, [plan.fallback], clock.now())
+        users = {u.id: u for u in session.scalars(select(User).where(User.role == "rep"))}
+        assert [r.id for r in snap.reps] == sorted(users)
+        for rep in snap.reps:
+            user = users[rep.id]
+            assert (rep.name, rep.email, rep.role, rep.active, rep.daily_capacity) == (
+                user.name,
+                user.email,
+                user.role,
+                user.active,
+                user.daily_capacity,
+            )
+            assert rep.unavailable_until == user.unavailable_until and dict(rep.attributes) == user.attributes
+            assert (rep.team_id, rep.team_key) == (user.team_id, user.team.key if user.team else None)
+        assert any(r.unavailable_until is not None for r in snap.reps) and not all(
+            r.active for r in snap.reps
+        )
         for data in make_leads(120, seed=9):
             lead = add_lead(session, clock, {k: v for k, v in data.items() if v is not None})
             facts = lead_facts(lead)
