@@ -43,16 +43,18 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     ColumnElement,
     Integer,
     String,
     Text,
     bindparam,
-    case,
     cast,
     func,
     literal_column,
+    null,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -72,7 +74,6 @@ _teams = Team.__table__
 _leads = Lead.__table__
 _decisions = RoutingDecision.__table__
 _cursors = RoundRobinCursor.__table__
-_others = User.__table__.alias("others")
 
 
 @dataclass
@@ -154,7 +155,10 @@ def _snapshot_query(
     *,
     gated: bool = False,
 ) -> Prepared:
-    """The snapshot statement; `gated`: counts only for the reps in the `ids` parameter."""
+    """The snapshot statement: a header row (sort key 0) with the routing's cursor, then one row per rep of
+    the roles with their own columns and counts. `gated`: rep rows only for the reps in the `ids`
+    parameter, the others' own columns joined into one text in the header (what is not counted costs
+    neither a row nor a count)."""
     roles = tuple(sorted(set().union(*(a.roles for a in assignments))))
     need_open = any(a.strategy == "least_loaded" for a in assignments)
     scopes = tuple((a.key, a.is_fallback) for a in assignments)
@@ -163,23 +167,9 @@ def _snapshot_query(
     if stmt is not None:
         return stmt
     role_list = _constants(roles)
-    first_row = (
-        _users.c.id == select(func.min(_others.c.id)).where(_others.c.role.in_(role_list)).scalar_subquery()
-    )
     owner = _decisions.c.owner_id == _users.c.id
     today = _decisions.c.decided_at >= _SINCE
-    counted: list[Any] = []  # the per-rep counts (and cooldown), computed for the `ids` reps only when gated
-    columns: list[Any] = [
-        _own_columns(dialect).label("own"),
-        # The routing's cursor, from subqueries evaluated once per statement (not a join probed per rep);
-        # its positions (a few hundred bytes) on the first row only.
-        case(
-            (first_row, select(cast(_cursors.c.positions, Text)).where(_cursor_row).scalar_subquery()),
-            else_=None,
-        ).label("positions"),
-        select(_cursors.c.turns).where(_cursor_row).scalar_subquery().label("turns"),
-    ]
-    counted.append(_count(owner, today).label("today_total"))
+    counted: list[Any] = [_count(owner, today).label("today_total")]
     for i, (rule_key, is_fallback) in enumerate(scopes):
         rule = _decisions.c.rule_key.is_(None) if is_fallback else _decisions.c.rule_key == rule_key
         routing = _decisions.c.routing_key == bindparam("routing_key")
@@ -198,22 +188,45 @@ def _snapshot_query(
         counted.append(_count(owner, window, stale).label("window_stale"))
     if cooldown is not None:
         counted.append(cooldown(_NOW).label("cooling"))
+    of_roles = _users.c.role.in_(role_list)
+    with_teams = _users.outerjoin(_teams, _teams.c.id == _users.c.team_id)
+    text, number = cast(null(), Text), cast(null(), Integer)
+    others: Any = text
     if gated:
-        # Counting is what costs (correlated subqueries): only for the reps the caller names.
-        chosen = _gate(dialect)
-        counted = [case((chosen, c.element), else_=None).label(c.name) for c in counted]
-    columns.extend(counted)
-    stmt = Prepared(
-        select(*columns)
-        .select_from(_users.outerjoin(_teams, _teams.c.id == _users.c.team_id))
-        .where(_users.c.role.in_(role_list))
-        .order_by(_users.c.id)
+        # Ordered so that an unchanged roster gives the same text (compared, not parsed, when unchanged).
+        listed = (
+            select(_own_columns(dialect).label("own"))
+            .select_from(with_teams)
+            .where(of_roles, ~_gate(dialect))
+            .order_by(_users.c.id)
+            .subquery()
+        )
+        joined = func.string_agg if dialect == "postgresql" else func.group_concat
+        others = select(joined(listed.c.own, literal_column(_SEPARATOR_SQL[dialect]))).scalar_subquery()
+    header = select(
+        literal_column("0").label("k"),
+        text.label("own"),
+        others.label("others"),
+        select(cast(_cursors.c.positions, Text)).where(_cursor_row).scalar_subquery().label("positions"),
+        select(_cursors.c.turns).where(_cursor_row).scalar_subquery().label("turns"),
+        *[cast(null(), Boolean if c.name == "cooling" else Integer).label(c.name) for c in counted],
     )
+    reps = (
+        select(_users.c.id.label("k"), _own_columns(dialect).label("own"), text, text, number, *counted)
+        .select_from(with_teams)
+        .where(of_roles, *([_gate(dialect)] if gated else []))
+    )
+    stmt = Prepared(union_all(header, reps).order_by(literal_column("k")))
     with _QUERIES_LOCK:
         if len(_QUERIES) >= QUERIES_SIZE:
             _QUERIES.clear()
         _QUERIES[key] = stmt
     return stmt
+
+
+# Between the reps' own-column texts in the header (JSON escapes control characters: never inside one).
+SEPARATOR = "\x1e"
+_SEPARATOR_SQL = {"postgresql": "chr(30)", "sqlite": "char(30)"}
 
 
 _ATTRIBUTES: dict[str, Mapping[str, Any]] = {}
@@ -255,9 +268,9 @@ class _Reader:
         fresh = plan.freshness is not None
         need_open = any(a.strategy == "least_loaded" for a in assignments)
         self.defaults = plan.attribute_defaults
-        self.scopes = [(a.scope, 4 + i) for i, a in enumerate(assignments)]
+        self.scopes = [(a.scope, 6 + i) for i, a in enumerate(assignments)]
         self.several, self.scope = len(assignments) > 1, assignments[0].scope
-        extra = 4 + len(assignments)  # open_leads, window_total, window_stale, cooling follow, as present
+        extra = 6 + len(assignments)  # open_leads, window_total, window_stale, cooling follow, as present
         self.open_at = extra if need_open else None
         self.window_at = extra + need_open if fresh else None
         self.cooling_at = extra + need_open + 2 * fresh if cooldown else None
@@ -265,18 +278,14 @@ class _Reader:
         self.raw_positions: str | None = None
         self.cooling: set[int] = set()
 
-    def cursor(self, row: Any) -> None:
-        """Note the routing's cursor from the first row (its turns are on every row, its positions on the
-        first only)."""
-        if row[1] is not None:
-            self.raw_positions = row[1]
-        if row[2] is not None:
-            self.turns = row[2]
+    def cursor(self, header: Any) -> None:
+        """Note the routing's cursor from the header row."""
+        self.raw_positions, self.turns = header[3], header[4]
 
     def rep(self, row: Any, known: _Known | None = None) -> RepState:
         """The rep of one row, with its counts (its claim cooldown noted)."""
         if known is None:
-            known = _known(row[0], self.defaults)
+            known = _known(row[1], self.defaults)
         if self.cooling_at is not None and row[self.cooling_at]:
             self.cooling.add(known[1])
         open_at, window_at = self.open_at, self.window_at
@@ -293,8 +302,8 @@ class _Reader:
             known[10],
             known[3],
             row[open_at] if open_at is not None else None,
-            row[3],
-            {scope: row[at] for scope, at in self.scopes} if self.several else {self.scope: row[4]},
+            row[5],
+            {scope: row[at] for scope, at in self.scopes} if self.several else {self.scope: row[6]},
             row[window_at] if window_at is not None else 0,
             row[window_at + 1] if window_at is not None else 0,
             known[11],  # what candidate filters read: built once per version of the rep's own columns
@@ -357,11 +366,10 @@ def load_snapshot(
     fresh, exclude_lead = plan.freshness is not None, lead_id is not None
     stmt = _snapshot_query(assignments, fresh, exclude_lead, cooldown, _dialect(session))
     reader = _Reader(plan, assignments, cooldown is not None)
-    # One fetchall, not a fetch per rep.
+    # One fetchall, not a fetch per rep: the header row, then the reps.
     rows = stmt.execute(session, _params(plan, now, lead_id)).all()
-    if rows:
-        reader.cursor(rows[0])
-    return reader.snapshot([reader.rep(row) for row in rows])
+    reader.cursor(rows[0])
+    return reader.snapshot([reader.rep(row) for row in rows[1:]])
 
 
 @dataclass
@@ -373,6 +381,20 @@ class _Roster:
     # The candidates counted last time, in id order, and the same as the statement's parameter (one
     # attribute: threads share rosters); None until known.
     counted: tuple[tuple[int, ...], str] | None = None
+    # The header's text of the reps not counted, and their (verdict, what they say), as last parsed.
+    others: tuple[str, list[tuple[str | None, _Known]]] | None = None
+
+
+def _verdict(roster: _Roster, own: str, a: Assignment, now: datetime) -> tuple[str | None, _Known]:
+    """Why a rep (by their own columns' text) is not a candidate of `a` (None: they are), remembered."""
+    defaults = roster.plan.attribute_defaults
+    known = _known(own, defaults)
+    rep = RepState(known[1], known[2], known[4], known[5], known[6], known[7], known[8], email=known[3])
+    verdict = candidate_verdict(a, rep, defaults, {}, now)
+    if len(roster.verdicts) >= ATTRIBUTES_SIZE:
+        roster.verdicts.clear()
+    seen = roster.verdicts[own] = (verdict, known)
+    return seen
 
 
 _ROSTERS: dict[tuple[str, int | None, str], _Roster] = {}
@@ -408,7 +430,7 @@ def load_candidates(
         if len(_ROSTERS) >= QUERIES_SIZE:
             _ROSTERS.clear()
         roster = _ROSTERS[slot] = _Roster(plan, {})
-    verdicts, defaults = roster.verdicts, plan.attribute_defaults
+    verdicts = roster.verdicts
     params = _params(plan, now, lead_id)
     fresh, exclude_lead, cooling = plan.freshness is not None, lead_id is not None, cooldown is not None
     dialect = _dialect(session)
@@ -424,17 +446,12 @@ def load_candidates(
         reps: list[RepState] = []
         not_team: list[int] = []
         not_filter: list[int] = []
-        rows = stmt.execute(session, params).all()
+        header, *rows = stmt.execute(session, params).all()
+        reader.cursor(header)
         rep = reader.rep
         for row in rows:
-            own = row[0]  # the rep's own columns, as one JSON text
-            seen = verdicts.get(own)
-            if seen is None:
-                known = _known(own, defaults)
-                verdict = candidate_verdict(a, rep(row, known), defaults, {}, now)
-                if len(verdicts) >= ATTRIBUTES_SIZE:
-                    verdicts.clear()
-                seen = verdicts[own] = (verdict, known)
+            own = row[1]  # the rep's own columns, as one JSON text
+            seen = verdicts.get(own) or _verdict(roster, own, a, now)
             verdict, known = seen
             if verdict is None:
                 reps.append(rep(row, known))
@@ -442,12 +459,27 @@ def load_candidates(
                 not_team.append(known[1])
             else:  # "filter" (the statement reads the rule's roles only)
                 not_filter.append(known[1])
-        if rows:
-            reader.cursor(rows[0])
-        ids = tuple(rep.id for rep in reps)  # in id order, as the statement returns them
+        fits = [rep.id for rep in reps]  # in id order, as the statement returns them
+        if header[2] is not None:  # the reps not counted: who they are is all a decision needs of them
+            others = roster.others
+            if others is None or others[0] != header[2]:
+                parsed = [
+                    verdicts.get(own) or _verdict(roster, own, a, now) for own in header[2].split(SEPARATOR)
+                ]
+                others = roster.others = (header[2], parsed)
+            for verdict, known in others[1]:
+                if verdict is None:
+                    fits.append(known[1])  # fits now, not counted: count again
+                elif verdict == "team":
+                    not_team.append(known[1])
+                else:
+                    not_filter.append(known[1])
+            not_team.sort()
+            not_filter.sort()
+        ids = tuple(sorted(fits))
         if ids != counted:
             roster.counted = (ids, json.dumps(ids))
-        if counted is None or ids == counted or set(ids) <= set(counted):
+        if len(fits) == len(reps):  # every rep who fits was counted
             return reader.snapshot(reps, {a.scope: Unfit(tuple(not_team), tuple(not_filter))})
     raise AssertionError("unreachable: the last attempt counts everybody")
 
