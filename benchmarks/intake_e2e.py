@@ -4,9 +4,11 @@ Subject: `intake_lead` for each of N different people, each in its own transacti
 request (`BEGIN IMMEDIATE` … `COMMIT`) on an SQLite (WAL) file: find the published routing and lead form
 (one query; compiled plan and form from their caches), bind and validate the JSON submission against
 the form, normalise phone / e-mail / institution, decide among 80 reps with the 50-rule routing of
-`routing_eval` (one snapshot query with every count, the explanation included), insert the lead with
-its owner and working-calendar first-response deadline, claim its dedupe keys, take the round-robin turn,
-insert the decision, the owner's in-app notification and the hash-chained `lead.intake` audit event.
+`routing_eval` (one snapshot statement: the matched rule's candidates with every count they need, the
+other reps of its roles for the explanation of who was considered, excluded or not matching), insert the
+lead with its owner and working-calendar first-response deadline, claim its dedupe keys, take the
+round-robin turn, insert the decision, the owner's in-app notification and the hash-chained `lead.intake`
+audit event.
 Baseline: the same rows written with plain SQL through the same engine in the same process, one
 transaction per lead — INSERT the lead (same data), INSERT its two dedupe keys, UPDATE the cursor, INSERT
 the decision (an explanation of the same size), the notification and an audit row — with everything
